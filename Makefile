@@ -1,0 +1,25 @@
+# Make a virtual environment with the pinned CPU torch first (a bare `torch` requirement
+# would pull several GB of CUDA packages), then the package with every extra.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test demo clean
+
+install: $(BIN)/opengenie
+
+$(BIN)/opengenie: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/opengenie demo --out out/demo
+
+clean:
+	rm -rf $(VENV) out
