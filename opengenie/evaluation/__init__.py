@@ -1,0 +1,1 @@
+"""Evaluation: image and video metrics, and the pretrained feature networks they rely on."""
