@@ -1,0 +1,140 @@
+"""CoinRun episodes for the Genie case study (Genie §4: procgen CoinRun, hard mode, a random
+policy, level seeds 0-10,000, 1,000 steps per level, 64x64 frames).
+
+One *level* is one procgen environment with num_levels=1 and start_level=seed, stepped
+`steps_per_level` times with uniformly random actions (no action repeats). When the agent dies
+or reaches the coin, procgen restarts the same level; `dones` marks those steps. Each level is
+written to `level_{seed:06d}.npz` (see `episodes.py`); the folder gets a `manifest.json`.
+
+Needs the `coinrun` extra: `pip install opengenie[coinrun]` (procgen-mirror).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import numpy as np
+
+from opengenie.data.episodes import write_episode
+from opengenie.data.manifest import check_settings, describe_folder, write_manifest
+
+NUM_ACTIONS = 15  # procgen's full action set, the same for every game
+DIFFICULTIES = ("easy", "hard")
+
+
+def level_filename(level_seed: int) -> str:
+    return f"level_{level_seed:06d}.npz"
+
+
+def rollout_level(level_seed: int, steps: int, difficulty: str = "hard", seed: int = 0) -> dict[str, np.ndarray]:
+    """Play one CoinRun level with a uniformly random policy.
+
+    Returns frames (steps, 64, 64, 3) uint8, actions (steps,) int64 in [0, 15),
+    rewards (steps,) float32 and dones (steps,) bool, where actions[t] is taken after frames[t],
+    rewards[t] follows it and dones[t] says frames[t+1] starts a new episode of the same level.
+    Deterministic given (level_seed, seed).
+    """
+    try:
+        from procgen import ProcgenGym3Env
+    except ImportError as err:
+        raise ImportError("CoinRun needs procgen: pip install 'opengenie[coinrun]'") from err
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"expected difficulty one of {DIFFICULTIES}, got {difficulty!r}")
+    if steps < 1:
+        raise ValueError(f"expected steps >= 1, got {steps}")
+    env = ProcgenGym3Env(
+        num=1, env_name="coinrun", start_level=level_seed, num_levels=1,
+        distribution_mode=difficulty, rand_seed=seed,
+    )
+    # The policy's generator depends on the level too, so levels never share action sequences.
+    rng = np.random.default_rng([seed, level_seed])
+    actions = rng.integers(0, NUM_ACTIONS, size=steps, dtype=np.int64)
+    frames = np.empty((steps, 64, 64, 3), dtype=np.uint8)
+    rewards = np.empty(steps, dtype=np.float32)
+    dones = np.empty(steps, dtype=bool)
+    _, obs, _ = env.observe()
+    for t in range(steps):
+        frames[t] = obs["rgb"][0]
+        env.act(actions[t : t + 1])
+        # gym3: observe() after act() gives the reward of that action and `first`, which is
+        # True when this observation begins a new episode, i.e. the previous one just ended.
+        rew, obs, first = env.observe()
+        rewards[t], dones[t] = rew[0], first[0]
+    env.close()
+    return {"frames": frames, "actions": actions, "rewards": rewards, "dones": dones}
+
+
+def _make_level(job: tuple[Path, int, int, str, int, bool]) -> tuple[int, int]:
+    """Worker: roll out one level and write its file; returns (level_seed, frames)."""
+    out, level_seed, steps, difficulty, seed, compress = job
+    ep = rollout_level(level_seed, steps, difficulty, seed)
+    write_episode(out / level_filename(level_seed), **ep, level_seed=level_seed, compress=compress)
+    return level_seed, steps
+
+
+def generate(
+    out: str | os.PathLike,
+    levels: int,
+    steps_per_level: int,
+    *,
+    start_level: int = 0,
+    workers: int = 1,
+    difficulty: str = "hard",
+    seed: int = 0,
+    compress: bool = False,
+    val_fraction: float = 0.05,
+    test_fraction: float = 0.05,
+    progress: bool = True,
+) -> dict:
+    """Write CoinRun levels start_level .. start_level+levels-1 to `out`; return the manifest.
+
+    Levels whose file already exists are skipped, so an interrupted run resumes where it
+    stopped. `workers` processes each roll out whole levels. The split is by level seed.
+    """
+    from tqdm import tqdm
+
+    if levels < 1 or steps_per_level < 1 or workers < 1 or start_level < 0:
+        raise ValueError(
+            f"expected levels, steps_per_level, workers >= 1 and start_level >= 0, got "
+            f"levels={levels}, steps_per_level={steps_per_level}, workers={workers}, start_level={start_level}"
+        )
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"expected difficulty one of {DIFFICULTIES}, got {difficulty!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "env": "coinrun", "difficulty": difficulty, "steps_per_level": steps_per_level,
+        "policy": "uniform random, no action repeats", "seed": seed, "num_actions": NUM_ACTIONS,
+        "val_fraction": val_fraction, "test_fraction": test_fraction, "compress": compress,
+    }
+    check_settings(out, settings, ["env", "difficulty", "steps_per_level", "seed", "val_fraction", "test_fraction"])
+    for stale in out.glob(".level_*.partial"):  # left by an interrupted run; never complete
+        stale.unlink(missing_ok=True)
+
+    seeds = range(start_level, start_level + levels)
+    todo = [s for s in seeds if not (out / level_filename(s)).exists()]
+    jobs = [(out, s, steps_per_level, difficulty, seed, compress) for s in todo]
+    bar = tqdm(total=len(todo) * steps_per_level, unit="frame", desc="coinrun", disable=not progress,
+               postfix={"skipped (done)": levels - len(todo)})
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            bar.update(_make_level(job)[1])
+    else:
+        # fork: each worker creates its own procgen env after the fork, so nothing is shared.
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with mp.get_context(method).Pool(min(workers, len(jobs))) as pool:
+            for _, frames in pool.imap_unordered(_make_level, jobs):
+                bar.update(frames)
+    bar.close()
+    return write_manifest(out, source="coinrun", settings=settings, episodes=_describe(out, settings))
+
+
+def _describe(out: Path, settings: dict) -> list[dict]:
+    """Manifest entries for every level file in `out`; the group is the level seed."""
+    seed_of = lambda path: int(path.stem.split("_")[1])  # level_000007.npz -> 7
+    return describe_folder(
+        out, "level_*.npz", lambda p: str(seed_of(p)), settings["val_fraction"],
+        settings["test_fraction"], extra=lambda p: {"level_seed": seed_of(p)},
+    )
