@@ -1,0 +1,209 @@
+"""The dynamics model (Genie §2.1): a decoder-only MaskGIT transformer over video tokens.
+
+Given the tokens of frames z_1..t and the latent actions a_1..t, it predicts z_t+1. The
+ST-transformer is causal in time, so one pass trains every frame at once, and at play time the
+keys/values of past frames are cached and each MaskGIT step computes only the new frame.
+
+Action conditioning (config `action_conditioning`): 'additive' adds the embedding of a_t-1 to
+every token of frame t (the paper); 'token' gives frame t one extra token holding a_t-1,
+which spatial attention reads (a later reimplementation found this essential on CoinRun).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from opengenie.config import DynamicsConfig
+from opengenie.maskgit import sample, training_mask_rate
+from opengenie.nn.attention import KVCache
+from opengenie.nn.blueprint import normalize
+from opengenie.nn.checks import check_finite, check_ids
+from opengenie.nn.st_transformer import STTransformer
+
+
+@dataclass
+class DynamicsLoss:
+    """Masked-token cross-entropy and accuracy on the masked positions."""
+
+    loss: torch.Tensor
+    accuracy: torch.Tensor
+    mask_rate: torch.Tensor
+
+
+def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
+    """Fixed 2D sine/cosine positions (N=h·w, dim): any grid, no parameters."""
+    quarter = dim // 4
+    freq = 1.0 / (10_000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))  # (dim/4,)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    ang_y, ang_x = ys.flatten()[:, None] * freq, xs.flatten()[:, None] * freq  # (N, dim/4)
+    pos = torch.cat([ang_y.sin(), ang_y.cos(), ang_x.sin(), ang_x.cos()], dim=1)  # (N, 4·(dim/4))
+    return F.pad(pos, (0, dim - pos.shape[1]))
+
+
+def config_from_seed(desc: Any, tok_vocab: int, act_vocab: int, embed_dim: int, **kwargs: Any) -> DynamicsConfig:
+    """A DynamicsConfig from the seed's `(desc, tok_vocab, act_vocab, embed_dim)`.
+
+    A dynamics blueprint is a stack of `space-time_attn` blocks of one width.
+    """
+    blocks = normalize(desc)
+    if any(name not in ("space-time_attn", "st_transformer") for name, _ in blocks):
+        raise ValueError(f"a dynamics blueprint may hold only 'space-time_attn' blocks, got "
+                         f"{[name for name, _ in blocks]}")
+    widths = {kw.get("n_embd", embed_dim) for _, kw in blocks}
+    if widths != {embed_dim}:
+        raise ValueError(f"every block's n_embd must equal embed_dim={embed_dim}, got {sorted(widths)}")
+    heads = {kw.get("n_head", 8) for _, kw in blocks}
+    head_dims = {kw.get("d_head") for _, kw in blocks}
+    if len(heads) > 1 or len(head_dims) > 1:
+        raise ValueError("all space-time_attn blocks of a dynamics blueprint need the same n_head and d_head")
+    return DynamicsConfig(vocab_size=tok_vocab, num_actions=act_vocab, grid=None, dim=embed_dim,
+                          depth=sum(int(kw.get("n_rep", 1)) for _, kw in blocks), heads=heads.pop(),
+                          head_dim=head_dims.pop(), **kwargs)
+
+
+class DynamicsModel(nn.Module):
+    """MaskGIT over tokens `(B, T, H', W')` int64 conditioned on actions `(B, T)` int64.
+
+    `actions[:, t]` is the action taken after frame t, so it conditions frame t+1; the last
+    action of a clip conditions the frame `generate` adds.
+    """
+
+    def __init__(self, config: DynamicsConfig | None = None, *, desc: Any = None, tok_vocab: int | None = None,
+                 act_vocab: int | None = None, embed_dim: int | None = None) -> None:
+        super().__init__()
+        if config is None:
+            if None in (desc, tok_vocab, act_vocab, embed_dim):
+                raise ValueError("build DynamicsModel from a DynamicsConfig or from all of "
+                                 "desc, tok_vocab, act_vocab and embed_dim")
+            config = config_from_seed(desc, tok_vocab, act_vocab, embed_dim)
+        self.config = c = config
+        self.mask_id = c.vocab_size
+        self.token_embed = nn.Embedding(c.vocab_size + 1, c.dim)  # + the mask token
+        # Action id `num_actions` stands for "no action yet" (the first frame).
+        self.action_embed = nn.Embedding(c.num_actions + 1, c.dim)
+        self.transformer = STTransformer(c.dim, c.depth, c.heads, c.head_dim, mlp_ratio=c.mlp_ratio,
+                                         qk_norm=c.qk_norm)
+        self.head = nn.Linear(c.dim, c.vocab_size)
+
+    # --- checks --------------------------------------------------------------------------
+
+    def _check(self, tokens: torch.Tensor, actions: torch.Tensor) -> None:
+        c = self.config
+        if tokens.dim() != 4:
+            raise ValueError(f"expected tokens (B, T, H', W') int64, got shape {tuple(tokens.shape)}")
+        if c.grid is not None and tuple(tokens.shape[2:]) != tuple(c.grid):
+            raise ValueError(f"expected tokens with a {tuple(c.grid)} grid, got {tuple(tokens.shape)}")
+        check_ids(tokens, c.vocab_size + 1, "tokens", "(B, T, H', W')")
+        if actions.dim() != 2 or actions.shape[0] != tokens.shape[0] or \
+                actions.shape[1] not in (tokens.shape[1] - 1, tokens.shape[1]):
+            raise ValueError(f"expected actions (B, T) or (B, T-1) for tokens {tuple(tokens.shape)}, "
+                             f"got {tuple(actions.shape)}")
+        check_ids(actions, c.num_actions, "actions", "(B, T)")
+
+    # --- the network ---------------------------------------------------------------------
+
+    def _logits(self, tokens: torch.Tensor, prev_actions: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """tokens (B, t, H', W') with masks, prev_actions (B, t) (action INTO each frame) → logits (B, t, H', W', V)."""
+        b, t, h, w = tokens.shape
+        x = self.token_embed(rearrange(tokens, "b t h w -> b t (h w)"))  # (B, t, N, D)
+        x = x + sincos_2d(h, w, x.shape[-1]).to(x)
+        act = self.action_embed(prev_actions)[:, :, None, :]  # (B, t, 1, D)
+        if self.config.action_conditioning == "additive":
+            x = self.transformer(x + act, cache=cache)  # (B, t, N, D)
+        else:
+            x = self.transformer(torch.cat([x, act], dim=2), cache=cache)[:, :, :-1]  # (B, t, N, D)
+        return rearrange(self.head(x), "b t (h w) v -> b t h w v", h=h)
+
+    def _prev_actions(self, actions: torch.Tensor, frames: int) -> torch.Tensor:
+        """(B, ≥ frames−1) actions after each frame → (B, frames) the action INTO each frame."""
+        start = actions.new_full((actions.shape[0], 1), self.config.num_actions)
+        return torch.cat([start, actions[:, : frames - 1]], dim=1)
+
+    def forward(self, tokens: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T, H', W') (may hold the mask id), actions (B, T) → logits (B, T, H', W', V)."""
+        self._check(tokens, actions)
+        return self._logits(tokens, self._prev_actions(actions, tokens.shape[1]))
+
+    def compute_loss(self, tokens: torch.Tensor, actions: torch.Tensor,
+                     generator: torch.Generator | None = None) -> DynamicsLoss:
+        """Genie §2.1: mask rate ~ U(0.5, 1) per example, Bernoulli masks, first frame never
+        masked, cross-entropy on masked positions against the ORIGINAL tokens."""
+        self._check(tokens, actions)
+        b, t, h, w = tokens.shape
+        if t < 2:
+            raise ValueError(f"the dynamics loss needs at least 2 frames, got tokens {tuple(tokens.shape)}")
+        rate = training_mask_rate(b, self.config.mask_rate_min, generator, tokens.device)  # (B,)
+        draws = torch.rand(tokens.shape, generator=generator, device=tokens.device)  # (B, T, H', W')
+        mask = draws < rate[:, None, None, None]
+        mask[:, 0] = False  # the prompt frame is always given
+        inputs = tokens.masked_fill(mask, self.mask_id)
+        logits = self.forward(inputs, actions)  # (B, T, H', W', V)
+        target = tokens  # not `inputs`: predicting the mask token would teach nothing
+        ce = F.cross_entropy(logits[mask].float(), target[mask]) if mask.any() else logits.sum() * 0.0
+        accuracy = (logits[mask].argmax(-1) == target[mask]).float().mean() if mask.any() else ce.detach()
+        check_finite(ce, {"cross_entropy": ce})
+        return DynamicsLoss(ce, accuracy.detach(), mask.float().mean().detach())
+
+    # --- generation ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, tokens: torch.Tensor, actions: torch.Tensor, steps: int | None = None,
+                 temperature: float | None = None, cache: KVCache | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Append one frame: tokens (B, T, H', W'), actions (B, T) → tokens (B, T+1, H', W').
+
+        The new frame follows `actions[:, -1]`. With a `cache` that already holds frames 1..T,
+        only the new frame is computed; the cache then holds it too.
+        """
+        c = self.config
+        steps = steps or c.maskgit_steps
+        temperature = c.temperature if temperature is None else temperature
+        if actions.shape[1] != tokens.shape[1]:
+            raise ValueError(f"generate needs one action per frame: tokens {tuple(tokens.shape)}, "
+                             f"actions {tuple(actions.shape)}")
+        self._check(tokens, actions)
+        b, t, h, w = tokens.shape
+        new = tokens.new_full((b, h * w), self.mask_id)  # (B, N)
+        action_in = actions[:, -1:]  # (B, 1): the action into the new frame
+
+        if cache is None:
+            prev = self._prev_actions(actions, t + 1)  # (B, T+1)
+
+            def logits_fn(frame: torch.Tensor) -> torch.Tensor:
+                seq = torch.cat([tokens, frame.view(b, 1, h, w)], dim=1)
+                return self._logits(seq, prev)[:, -1].flatten(1, 2)  # (B, N, V)
+        else:
+            if len(cache) != min(t, cache.max_frames or t):
+                raise ValueError(f"the cache holds {len(cache)} frames, expected the {t} given frames")
+
+            def logits_fn(frame: torch.Tensor) -> torch.Tensor:
+                return self._logits(frame.view(b, 1, h, w), action_in, cache)[:, 0].flatten(1, 2)
+
+        new = sample(logits_fn, new, self.mask_id, steps, temperature, generator=generator)
+        new = new.view(b, 1, h, w)
+        if cache is not None:
+            self.prefill(new, action_in, cache)
+        return torch.cat([tokens, new], dim=1)
+
+    def prefill(self, tokens: torch.Tensor, prev_actions: torch.Tensor, cache: KVCache) -> None:
+        """Write the keys/values of final frames `tokens` (B, t, H', W') into `cache`.
+
+        prev_actions (B, t): the action INTO each frame (`num_actions` for a first frame).
+        """
+        cache.write = True
+        try:
+            self._logits(tokens, prev_actions, cache)
+        finally:
+            cache.write = False
+
+    def prompt_actions(self, actions: torch.Tensor, frames: int) -> torch.Tensor:
+        """The actions INTO `frames` prompt frames given the actions after each (for `prefill`)."""
+        return self._prev_actions(actions, frames)

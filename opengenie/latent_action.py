@@ -1,0 +1,160 @@
+"""The latent action model (Genie §2.1): learns, without labels, a tiny codebook of actions.
+
+Encoder: an ST-transformer over the pixels of x_1..T (scaled to [0, 1], patch 16), causal in
+time; its pooled output at frame t+1 — which has seen x_1..t+1 — is quantised into a_t.
+Decoder: sees the encoder's features of x_1..t (causal, so nothing of x_t+1) and a_t, and must
+predict x_t+1. The only way information about x_t+1 reaches the decoder is the action code,
+so the codebook has to capture what changes between frames: the action.
+At play time the model is dropped; it labels training clips for the dynamics model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce
+from torch import nn
+
+from opengenie.config import LatentActionConfig
+from opengenie.nn.blueprint import build
+from opengenie.nn.checks import check_finite, check_video
+from opengenie.nn.patch import PatchEmbed, Unpatchify
+from opengenie.nn.quantize import VectorQuantizer
+
+
+class ActionCodes(NamedTuple):
+    """Latent actions of a clip: ids (B, T−1) int64 and their embeddings (B, T−1, code_dim)."""
+
+    ids: torch.Tensor
+    embeddings: torch.Tensor
+
+
+class EncodedActions(NamedTuple):
+    """`encode`'s result, unpackable as in the seed: `(ids, embeddings), quant_loss = model.encode(v)`."""
+
+    actions: ActionCodes
+    loss: torch.Tensor
+
+
+@dataclass
+class ActionLoss:
+    """Parts of the latent action model's loss and its codebook health."""
+
+    recon: torch.Tensor
+    quant: torch.Tensor
+    perplexity: torch.Tensor
+    usage: torch.Tensor
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return dict(vars(self))
+
+
+class ActionOutput(NamedTuple):
+    """`forward`'s result, unpackable as in the seed: `recon, loss, aux = model(video)`."""
+
+    recon: torch.Tensor
+    loss: torch.Tensor
+    parts: ActionLoss
+
+
+def _stack(depth: int, config: LatentActionConfig, cond_dim: int | None = None) -> tuple:
+    """A blueprint of `depth` ST blocks of the config's width."""
+    kw: dict[str, Any] = {"n_rep": depth, "n_embd": config.dim, "n_head": config.heads, "mlp_ratio": config.mlp_ratio}
+    if cond_dim:
+        kw.update(has_ext=True, time_attn_kw={"key_dim": cond_dim})
+    return (("space-time_attn", kw),)
+
+
+class LatentActionModel(nn.Module):
+    """Video `(B, C, T, H, W)` float in [-1, 1] → latent actions `(B, T−1)` in [0, codebook_size).
+
+    Build it from a config, or from the seed's keywords (`enc_desc`, `dec_desc`, `d_codebook`
+    = number of actions, `inp_channels`, `inp_shape`, `n_embd`). In a blueprint, the decoder's
+    conditioning width (`time_attn_kw={'key_dim': K}`) is the action embedding's width.
+    """
+
+    def __init__(self, config: LatentActionConfig | None = None, *, enc_desc: Any = None,
+                 dec_desc: Any = None, **seed_kwargs: Any) -> None:
+        super().__init__()
+        config, enc_desc, dec_desc = self._resolve(config, enc_desc, dec_desc, seed_kwargs)
+        self.config = c = config
+        grid = (c.image_size[0] // c.patch_size, c.image_size[1] // c.patch_size)
+        self.embed = PatchEmbed(c.in_channels, c.patch_size, c.dim, grid)
+        self.encoder = build(enc_desc)
+        self.encoder_norm = nn.LayerNorm(c.dim)
+        self.to_action = nn.Linear(c.dim, c.code_dim)
+        self.quantizer = VectorQuantizer(c.codebook_size, c.code_dim, commitment_weight=c.commitment_weight,
+                                         dead_code_steps=c.dead_code_steps)
+        self.decoder = build(dec_desc)
+        self.decoder_norm = nn.LayerNorm(c.dim)
+        self.unpatch = Unpatchify(c.dim, c.in_channels, c.patch_size, grid)
+
+    @staticmethod
+    def _resolve(config, enc_desc, dec_desc, seed: dict) -> tuple[LatentActionConfig, Any, Any]:
+        names = {"d_codebook": "codebook_size", "inp_channels": "in_channels", "inp_shape": "image_size",
+                 "n_embd": "dim"}
+        fields = {names.get(k, k): v for k, v in seed.items()}
+        if "image_size" in fields:
+            fields["image_size"] = tuple(fields["image_size"])
+        if dec_desc is not None:  # the decoder's conditioning width is the action embedding's
+            keys = {kw.get("time_attn_kw", {}).get("key_dim") for _, kw in dec_desc if kw.get("has_ext")}
+            keys.discard(None)
+            if len(keys) == 1:
+                fields.setdefault("code_dim", keys.pop())
+        config = replace(config, **fields) if config is not None else LatentActionConfig(**fields)
+        enc_desc = enc_desc if enc_desc is not None else _stack(config.depth, config)
+        dec_desc = dec_desc if dec_desc is not None else _stack(config.decoder_depth, config, config.code_dim)
+        return config, enc_desc, dec_desc
+
+    def _features(self, video: torch.Tensor) -> torch.Tensor:
+        """Causal encoder features of every frame: (B, D, T, h, w)."""
+        c = self.config
+        check_video(video, c.in_channels, c.patch_size, c.image_size, min_frames=2)
+        pixels = (video + 1) / 2  # Genie §2.1: the action model sees pixels in [0, 1]
+        x = self.embed(pixels)  # (B, T, N, D)
+        x = rearrange(x, "b t (h w) d -> b d t h w", h=c.image_size[0] // c.patch_size)
+        return self.encoder(x)  # (B, D, T, h', w')
+
+    def encode(self, video: torch.Tensor) -> EncodedActions:
+        """video (B, C, T, H, W) in [-1, 1] → ((ids (B, T−1), embeddings (B, T−1, code_dim)), quant loss)."""
+        actions, loss, _ = self._encode(self._features(video))
+        return EncodedActions(actions, loss)
+
+    def _encode(self, feats: torch.Tensor):
+        pooled = self.encoder_norm(reduce(feats, "b d t h w -> b t d", "mean"))  # (B, T, D)
+        # a_t comes from frame t+1's features, which (causally) have seen x_1..x_t+1.
+        q = self.quantizer(self.to_action(pooled[:, 1:]))  # codes (B, T−1, code_dim)
+        return ActionCodes(q.ids, q.codes), q.loss, q
+
+    def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, C, T, H, W) in [-1, 1] → action ids (B, T−1) int64."""
+        return self.encode(video).actions.ids
+
+    def decode(self, feats: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """Predict x_2..T: encoder features (B, D, T−1, h', w') of x_1..T−1 and action embeddings
+        (B, T−1, code_dim) → frames (B, C, T−1, H, W) in [-1, 1]."""
+        x = self.decoder(feats, cond=embeddings)  # (B, D, T−1, h, w)
+        x = self.decoder_norm(rearrange(x, "b d t h w -> b t (h w) d"))  # (B, T−1, N, D)
+        return self.unpatch(x) * 2 - 1  # the decoder works in [0, 1] like the encoder
+
+    def forward(self, video: torch.Tensor) -> ActionOutput:
+        """Training pass: (recon (B, C, T, H, W), loss, ActionLoss).
+
+        recon[:, :, 0] is the input's first frame unchanged (nothing predicts it);
+        recon[:, :, t] for t ≥ 1 is the decoder's prediction of x_t from x_<t and a_t−1.
+        """
+        feats = self._features(video)
+        actions, quant_loss, q = self._encode(feats)
+        pred = self.decode(feats[:, :, :-1], actions.embeddings)  # (B, C, T−1, H, W)
+        recon_loss = F.mse_loss(pred.float(), video[:, :, 1:].float())
+        loss = recon_loss + quant_loss
+        parts = ActionLoss(recon_loss, quant_loss, q.perplexity, q.usage)
+        check_finite(loss, parts.as_dict())
+        return ActionOutput(torch.cat([video[:, :, :1], pred], dim=2), loss, parts)
+
+
+# The seed's name.
+LatentAction = LatentActionModel

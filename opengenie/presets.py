@@ -1,0 +1,44 @@
+"""Preset worlds: plain functions returning a `GenieConfig`; each part is usable alone
+(`tiny().tokenizer`, `coinrun().dynamics`, ...)."""
+
+from __future__ import annotations
+
+from opengenie.config import DynamicsConfig, GenieConfig, LatentActionConfig, TokenizerConfig
+
+
+def tiny() -> GenieConfig:
+    """A world small enough to train in seconds on a CPU: for tests and first experiments."""
+    return GenieConfig(
+        tokenizer=TokenizerConfig(patch_size=8, dim=64, depth=2, decoder_depth=2, heads=4,
+                                  codebook_size=64, code_dim=16, max_frames=8, dead_code_steps=20),
+        action=LatentActionConfig(patch_size=16, dim=64, depth=2, decoder_depth=2, heads=4,
+                                  codebook_size=8, code_dim=16, max_frames=8, dead_code_steps=20),
+        dynamics=DynamicsConfig(vocab_size=64, num_actions=8, grid=(8, 8), dim=64, depth=2, heads=4,
+                                max_frames=8, maskgit_steps=8),
+    )
+
+
+def coinrun() -> GenieConfig:
+    """The paper's CoinRun case study (Genie §3.4, App. D): fits one 16 GB accelerator.
+
+    Tokenizer 8+8 layers × 512, 1024 codes, patch 4; action model 8+8 × 512, 6 actions,
+    patch 16; dynamics 12 × 512; 16-frame clips of 64×64; MaskGIT at temperature 1.
+    """
+    return GenieConfig(
+        tokenizer=TokenizerConfig(patch_size=4, dim=512, depth=8, decoder_depth=8, heads=8,
+                                  codebook_size=1024, code_dim=32, max_frames=16),
+        action=LatentActionConfig(patch_size=16, dim=512, depth=8, decoder_depth=8, heads=8,
+                                  codebook_size=6, max_frames=16),
+        dynamics=DynamicsConfig(vocab_size=1024, num_actions=6, grid=(16, 16), dim=512, depth=12,
+                                heads=8, max_frames=16, maskgit_steps=25, temperature=1.0),
+    )
+
+
+PRESETS = {"tiny": tiny, "coinrun": coinrun}
+
+
+def get(name: str) -> GenieConfig:
+    """A preset by name."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,193 @@
+"""The video tokenizer (Genie §2.1): video → discrete tokens → video.
+
+Default: the paper's ST-ViViT VQ-VAE — patches of 4×4 pixels, an ST-transformer encoder
+(causal in time, so a frame's tokens never depend on later frames), a VQ codebook of 1024
+codes × 32, and an ST-transformer decoder. Genie's ablation (Table 3) prefers it to a ViT
+(per-frame) and to C-ViViT (full space-time attention) tokenizer.
+
+Seed variant (`kind="magvit2"`): MagViT-2 conv encoder/decoder built from blueprints, a
+lookup-free quantizer, and optional perceptual and GAN losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from opengenie.config import TokenizerConfig
+from opengenie.nn.attention import KVCache
+from opengenie.nn.checks import check_finite, check_video
+from opengenie.nn.patch import PatchEmbed, Unpatchify
+from opengenie.nn.quantize import Quantized, VectorQuantizer
+from opengenie.nn.st_transformer import STTransformer
+
+# Seed keyword → TokenizerConfig field, where the names differ.
+_SEED_NAMES = {"d_codebook": "code_dim"}
+
+
+@dataclass
+class TokenizerLoss:
+    """The parts of the tokenizer's training loss (scalars) and codebook health."""
+
+    recon: torch.Tensor
+    quant: torch.Tensor
+    perceptual: torch.Tensor
+    gan: torch.Tensor
+    perplexity: torch.Tensor
+    usage: torch.Tensor
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return dict(vars(self))
+
+
+def config_from_seed(**kwargs: Any) -> TokenizerConfig:
+    """A TokenizerConfig from the seed README's keywords (enc_desc, dec_desc, d_codebook, ...)."""
+    fields = {_SEED_NAMES.get(k, k): v for k, v in kwargs.items()}
+    if "enc_desc" in fields:
+        fields.setdefault("kind", "magvit2")
+        code_dim, n_codebook = fields.get("code_dim", 18), fields.get("n_codebook", 1)
+        fields.setdefault("codebook_size", 2 ** (code_dim // n_codebook))
+    return TokenizerConfig(**fields)
+
+
+class VideoTokenizer(nn.Module):
+    """Video `(B, C, T, H, W)` float in [-1, 1] ⇄ codes `(B, D, T', H', W')` / ids `(B, T', H', W')`.
+
+    Build it from a config (`VideoTokenizer(presets.tiny().tokenizer)`) or from the seed's
+    keywords (`VideoTokenizer(enc_desc=..., dec_desc=..., d_codebook=18, ...)`).
+    """
+
+    def __init__(self, config: TokenizerConfig | None = None, **seed_kwargs: Any) -> None:
+        super().__init__()
+        if config is None:
+            config = config_from_seed(**seed_kwargs)
+        elif seed_kwargs:
+            config = replace(config, **{_SEED_NAMES.get(k, k): v for k, v in seed_kwargs.items()})
+        self.config = c = config
+        self.discriminator: nn.Module | None = None
+        self.perceptual: nn.Module | None = None
+        if c.kind == "st-vivit":
+            self.embed = PatchEmbed(c.in_channels, c.patch_size, c.dim, c.grid)
+            self.encoder = STTransformer(c.dim, c.depth, c.heads, mlp_ratio=c.mlp_ratio)
+            self.to_code = nn.Linear(c.dim, c.code_dim)
+            self.quantizer = VectorQuantizer(c.codebook_size, c.code_dim, commitment_weight=c.commitment_weight,
+                                             l2_codes=c.l2_codes, dead_code_steps=c.dead_code_steps)
+            self.from_code = nn.Linear(c.code_dim, c.dim)
+            self.decoder_pos = nn.Parameter(torch.randn(c.grid[0] * c.grid[1], c.dim) * 0.02)  # (N, D)
+            self.decoder = STTransformer(c.dim, c.decoder_depth, c.heads, mlp_ratio=c.mlp_ratio)
+            self.unpatch = Unpatchify(c.dim, c.in_channels, c.patch_size, c.grid)
+        else:
+            self._build_magvit2(c)
+
+    def _build_magvit2(self, c: TokenizerConfig) -> None:
+        from opengenie.nn.blueprint import build
+        from opengenie.nn.lfq import LookupFreeQuantizer
+
+        self.encoder = build(c.enc_desc)
+        self.decoder = build(c.dec_desc)
+        self.quantizer = LookupFreeQuantizer(
+            c.code_dim, n_codebook=c.n_codebook, bias=c.lfq_bias, frac_sample=c.lfq_frac_sample,
+            commitment_weight=c.lfq_commit_weight, entropy_weight=c.lfq_entropy_weight,
+            diversity_weight=c.lfq_diversity_weight)
+        if c.disc_kwargs is not None and c.gan_loss_weight > 0:
+            from opengenie.nn.discriminator import FrameDiscriminator
+
+            self.discriminator = FrameDiscriminator(**c.disc_kwargs)
+        if c.perceptual_model is not None and c.perc_loss_weight > 0:
+            from opengenie.nn.losses import PerceptualLoss
+
+            self.perceptual = PerceptualLoss(c.perceptual_model, c.perc_feat_layers)
+
+    # --- the verbs -----------------------------------------------------------------------
+
+    def _check(self, video: torch.Tensor) -> None:
+        c = self.config
+        if c.kind == "st-vivit":
+            check_video(video, c.in_channels, c.patch_size, c.image_size)
+        else:
+            check_video(video, c.in_channels)
+
+    def quantize(self, video: torch.Tensor) -> Quantized:
+        """Encode and quantise: `Quantized` with codes (B, T', H', W', D) channel-last."""
+        self._check(video)
+        c = self.config
+        if c.kind == "st-vivit":
+            z = self.to_code(self.encoder(self.embed(video)))  # (B, T, N, D_code)
+            z = rearrange(z, "b t (h w) d -> b t h w d", h=c.grid[0])
+        else:
+            z = rearrange(self.encoder(video), "b d t h w -> b t h w d")
+        return self.quantizer(z)
+
+    def tokenize(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """video (B, C, T, H, W) in [-1, 1] → (codes (B, D, T', H', W'), ids (B, T', H', W') int64)."""
+        q = self.quantize(video)
+        return rearrange(q.codes, "b t h w d -> b d t h w"), q.ids
+
+    def decode(self, codes: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """codes (B, D, T', H', W') → video (B, C, T, H, W), roughly in [-1, 1].
+
+        With a `cache`, only the given (newest) frames are decoded; earlier frames are read from
+        the cache. Decoding is causal in time: frame t depends on codes of frames ≤ t.
+        """
+        if self.config.kind != "st-vivit":
+            if cache is not None:
+                raise ValueError("cached decoding needs the st-vivit tokenizer")
+            return self.decoder(codes)
+        if codes.dim() != 5 or codes.shape[1] != self.config.code_dim:
+            raise ValueError(f"expected codes (B, {self.config.code_dim}, T, H', W'), got {tuple(codes.shape)}")
+        x = self.from_code(rearrange(codes, "b d t h w -> b t (h w) d")) + self.decoder_pos  # (B, T, N, D)
+        return self.unpatch(self.decoder(x, cache=cache))
+
+    def decode_ids(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """ids (B, T', H', W') int64 → video (B, C, T, H, W)."""
+        codes = self.quantizer.embed(ids)  # (B, T', H', W', D)
+        return self.decode(rearrange(codes, "b t h w d -> b d t h w"), cache=cache)
+
+    def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, TokenizerLoss]:
+        """Training loss of a batch: (loss, TokenizerLoss with its parts)."""
+        c = self.config
+        q = self.quantize(video)
+        recon = self.decode(rearrange(q.codes, "b t h w d -> b d t h w"))
+        zero = video.new_zeros(())
+        parts = TokenizerLoss(recon=F.mse_loss(recon.float(), video.float()), quant=q.loss,
+                              perceptual=zero, gan=zero, perplexity=q.perplexity, usage=q.usage)
+        if self.perceptual is not None:
+            parts.perceptual = self.perceptual(recon, video)
+        if self.discriminator is not None:
+            from opengenie.nn.discriminator import generator_loss
+
+            parts.gan = generator_loss(self.discriminator(self._gan_frames(recon)))
+        loss = (parts.recon + c.quant_loss_weight * parts.quant + c.perc_loss_weight * parts.perceptual
+                + c.gan_loss_weight * parts.gan)
+        check_finite(loss, parts.as_dict())
+        return loss, parts
+
+    # --- the GAN variant's second player -------------------------------------------------
+
+    def _gan_frames(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`gan_frames_per_batch` random frames of each video: (B·k, C, H, W)."""
+        b, _, t = video.shape[:3]
+        k = min(self.config.gan_frames_per_batch, t)
+        idx = torch.rand(b, t, generator=generator, device=video.device).argsort(dim=1)[:, :k]  # (B, k)
+        frames = rearrange(video, "b c t h w -> b t c h w")[torch.arange(b, device=video.device)[:, None], idx]
+        return rearrange(frames, "b k c h w -> (b k) c h w")
+
+    def discriminator_loss(self, video: torch.Tensor) -> torch.Tensor:
+        """The discriminator's loss on real frames vs the current reconstructions (no grad to G)."""
+        if self.discriminator is None:
+            raise ValueError("this tokenizer has no discriminator (set disc_kwargs and gan_loss_weight > 0)")
+        from opengenie.nn.discriminator import discriminator_loss
+
+        with torch.no_grad():
+            recon = self.decode(self.tokenize(video)[0])
+        gen = torch.Generator(device=video.device).manual_seed(int(torch.randint(0, 2**31, ()).item()))
+        state = gen.get_state()
+        real = self._gan_frames(video, gen)
+        gen.set_state(state)  # the same frames of the reconstruction as of the real video
+        fake = self._gan_frames(recon, gen)
+        return discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
