@@ -1,0 +1,54 @@
+"""Where clips start inside an episode, and how frames become model input.
+
+A clip of `seq_len` frames taken every `frame_skip` frames spans
+`span = (seq_len - 1) * frame_skip + 1` frames of its episode. An episode of length L holds
+`(L - span) // stride + 1` clips at starts offset, offset + stride, ...; the offset in
+[0, slack] shifts the windows from epoch to epoch, so the frames past the last window are not
+always the ones left out. Every dataset here (episode folder, video files, tar shards) cuts
+clips with these functions, so they agree on what "one epoch" is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def clip_span(seq_len: int, frame_skip: int) -> int:
+    """Frames of the episode that one clip covers, first to last inclusive."""
+    if seq_len < 1 or frame_skip < 1:
+        raise ValueError(f"expected seq_len >= 1 and frame_skip >= 1, got {seq_len} and {frame_skip}")
+    return (seq_len - 1) * frame_skip + 1
+
+
+def num_clips(length: int, span: int, stride: int) -> int:
+    """How many clips an episode of `length` frames holds (0 when it is shorter than a clip)."""
+    return 0 if length < span else (length - span) // stride + 1
+
+
+def clip_offset(length: int, span: int, stride: int, seed: int, epoch: int, episode: int) -> int:
+    """The start of the first clip of one episode in one epoch: deterministic, in [0, slack]."""
+    n = num_clips(length, span, stride)
+    slack = (length - span) - (n - 1) * stride if n else 0
+    if slack == 0:
+        return 0
+    return int(np.random.default_rng([seed, epoch, episode]).integers(0, slack + 1))
+
+
+def clip_starts(length: int, span: int, stride: int, seed: int, epoch: int, episode: int) -> list[int]:
+    """Start frames of every clip of one episode in one epoch."""
+    offset = clip_offset(length, span, stride, seed, epoch, episode)
+    return [offset + j * stride for j in range(num_clips(length, span, stride))]
+
+
+def to_video(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (3, T, H, W) float32 in [-1, 1], the layout every model takes."""
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    return x.permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)  # (C, T, H, W)
+
+
+def stable_id(name: str) -> int:
+    """A 63-bit integer from a name, the same in every process (unlike Python's hash())."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
