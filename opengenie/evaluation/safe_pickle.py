@@ -25,6 +25,14 @@ def _numpy_reconstruct() -> Any:
     return _reconstruct
 
 
+def _numpy_scalar() -> Any:
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    return scalar
+
+
 def _numpy_frombuffer() -> Any:
     try:
         from numpy._core.numeric import _frombuffer
@@ -43,6 +51,11 @@ _ALLOWED = {
     # Protocol-5 pickles of arrays go through `_frombuffer`.
     ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
+    # numpy scalars (np.float32(1.0), a step counter) are rebuilt from a dtype and raw bytes.
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    # Protocol 2 has no bytes opcode and spells raw bytes as _codecs.encode(str, "latin1").
+    ("_codecs", "encode"): lambda: __import__("codecs").encode,
     # Containers a checkpoint may be nested in; dict/list/tuple have their own opcodes.
     ("collections", "OrderedDict"): lambda: __import__("collections").OrderedDict,
 }
