@@ -1,0 +1,90 @@
+"""Perceptual loss: distances between frozen ImageNet VGG16 features of two videos.
+
+    perceptual = PerceptualLoss("vgg16", layers=("features.6", "features.13", "features.18", "features.25"))
+    loss = perceptual(recon, video)      # videos (B, 3, T, H, W) in [-1, 1] → scalar
+
+The VGG16 is the LPIPS trunk of `opengenie.evaluation.lpips` (torchvision layer names), with
+weights from `opengenie weights fetch`. It is loaded on first use, onto the input's device,
+and is not a registered submodule: it never enters the tokenizer's state_dict, parameters or
+optimiser, and a tokenizer can be built (and used to encode/decode) without the weights.
+
+The GAN losses live beside the discriminator in `opengenie.nn.discriminator`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from opengenie.evaluation.weights import FETCH_COMMAND
+
+
+def _unit_normalize(feat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    # eps inside the root: a position where every channel is 0 after a ReLU gets a zero
+    # gradient instead of 0 · inf = NaN.
+    return feat * torch.rsqrt(feat.pow(2).sum(dim=1, keepdim=True) + eps)
+
+
+class PerceptualLoss(nn.Module):
+    """Mean over `layers` of the squared distance between channel-normalised VGG16 features.
+
+    Features are unit-normalised along channels first (as LPIPS does, without its learned
+    per-channel weights) so layers of different scale count alike; the distance is summed
+    over channels and averaged over positions and frames, so each layer's term lies in [0, 4].
+    Videos are compared frame by frame (time folded into the batch).
+    """
+
+    def __init__(self, model: str = "vgg16",
+                 layers: Sequence[str] = ("features.6", "features.13", "features.18", "features.25")) -> None:
+        super().__init__()
+        if model != "vgg16":
+            raise ValueError(f"perceptual model must be 'vgg16', got {model!r}")
+        if not layers:
+            raise ValueError("perceptual loss needs at least one layer, e.g. ('features.6',)")
+        self.model, self.layers = model, tuple(layers)
+        self._trunk: list[nn.Module] = []  # a list, so the frozen net stays out of state_dict
+
+    def trunk(self, device: torch.device | str | None = None) -> nn.Module:
+        """The frozen VGG16, loaded on first call and moved to `device`.
+
+        Raises:
+            FileNotFoundError: the weights are not in the cache; run `opengenie weights fetch`.
+        """
+        if not self._trunk:
+            from opengenie.evaluation.lpips import load_vgg16
+
+            try:
+                vgg = load_vgg16()
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"the perceptual loss needs the ImageNet VGG16 weights: "
+                                        f"run `{FETCH_COMMAND}` first ({err})") from err
+            for name in self.layers:
+                vgg._index(name)  # fail now, with the layer names VGG16 has, on a typo
+            self._trunk.append(vgg)
+        if device is not None and next(self._trunk[0].buffers()).device != torch.device(device):
+            self._trunk[0] = self._trunk[0].to(device)
+        return self._trunk[0]
+
+    def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """recon, target: (B, 3, T, H, W) videos or (N, 3, H, W) frames in [-1, 1] → scalar ≥ 0.
+
+        Gradients flow to `recon`; `target` is treated as a constant.
+        """
+        if recon.shape != target.shape or recon.ndim not in (4, 5) or recon.shape[1] != 3:
+            raise ValueError(f"expected recon and target of one shape (B, 3, T, H, W) or (N, 3, H, W), "
+                             f"got {tuple(recon.shape)} and {tuple(target.shape)}")
+        if recon.ndim == 5:
+            recon = rearrange(recon, "b c t h w -> (b t) c h w")  # (B*T, 3, H, W)
+            target = rearrange(target, "b c t h w -> (b t) c h w")  # (B*T, 3, H, W)
+        vgg = self.trunk(recon.device)
+        with torch.no_grad():
+            ref = vgg.extract(target, self.layers)
+        out = vgg.extract(recon, self.layers)
+        total = recon.new_zeros(())
+        for name in self.layers:
+            diff = _unit_normalize(out[name]) - _unit_normalize(ref[name])  # (N, C, H', W')
+            total = total + diff.pow(2).sum(dim=1).mean()
+        return total / len(self.layers)
