@@ -65,11 +65,12 @@ def write_shards(
 
     if chunk_frames is not None and chunk_frames < 1:
         raise ValueError(f"expected chunk_frames >= 1 or None, got {chunk_frames}")
+    paths = episode_paths(src, split)
+    if not paths:
+        raise ValueError(f"no episodes in {src}" + (f" for split {split!r}" if split else ""))
+    info = {e["file"]: e for e in (read_manifest(src) or {"episodes": []})["episodes"]}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(src) or {"episodes": []}
-    info = {e["file"]: e for e in manifest["episodes"]}
-    paths = episode_paths(src, split)
     counts: dict[str, dict] = {}
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=max_samples_per_shard,
                          maxsize=max_shard_bytes, verbose=0) as sink:
