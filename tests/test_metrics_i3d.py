@@ -99,13 +99,11 @@ def test_first_inception_module_matches_direct_computation(i3d: I3D, raw: dict[s
 
 
 def test_logits_of_a_16_frame_clip(i3d: I3D) -> None:
-    """A 16x224x224 clip gives 400 finite logits; i3d_features resizes small frames to 224 first."""
-    video = _video(1, 16, 32)
-    with torch.inference_mode():
-        features = i3d_features(i3d, video)
-        assert features.shape == (1, 400) and features.dtype == torch.float32
-        assert torch.isfinite(features).all()
-        torch.testing.assert_close(features, i3d(preprocess(video)))
+    """A 16-frame clip, resized from 32x32 to 224x224 by i3d_features, gives 400 finite logits."""
+    assert preprocess(_video(1, 2, 32)).shape == (1, 3, 2, 224, 224)
+    features = i3d_features(i3d, _video(1, 16, 32))
+    assert features.shape == (1, 400) and features.dtype == torch.float32
+    assert torch.isfinite(features).all()
 
 
 def test_too_short_clips_are_rejected(i3d: I3D) -> None:
