@@ -87,12 +87,16 @@ def test_diversity_term_revives_a_collapsed_codebook() -> None:
 
 
 def test_frac_sample_and_seed_sized_input() -> None:
-    """The seed's 18-bit codebook runs on its full latent batch (4 × 8 × 16 × 16) with frac_sample < 1."""
+    """The seed's 18-bit codebook runs on its full latent batch (4 × 8 × 16 × 16) with frac_sample < 1;
+    in eval mode the loss is deterministic."""
     q = LookupFreeQuantizer(18, frac_sample=0.25)
     z = torch.randn(4, 8, 16, 16, 18, requires_grad=True)
     out = q(z)
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.ids.shape == (4, 8, 16, 16)
+    q.eval()  # evaluation estimates the entropies on every position: the same loss each call
+    with torch.no_grad():
+        assert q(z).loss == q(z).loss
 
 
 def test_bad_inputs_raise_value_errors() -> None:

@@ -51,7 +51,8 @@ class LookupFreeQuantizer(nn.Module):
            + entropy_weight · mean per-sample entropy     (be confident about each code)
            - diversity_weight · codebook entropy           (use every code across the batch)
     with both entropies in nats, summed over all code_dim bits (see the module docstring),
-    estimated on a random `frac_sample` fraction of the positions. The loss can be negative.
+    estimated in training on a random `frac_sample` fraction of the positions (in eval mode on
+    all of them). The loss can be negative: the diversity term is at most code_dim · ln 2.
 
     ids: the bits of each codebook read as a binary number, most significant bit first
     (bit = 1 for code +1). Shape (...) when n_codebook == 1, (..., n_codebook) otherwise.
@@ -113,7 +114,7 @@ class LookupFreeQuantizer(nn.Module):
     def entropies(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean per-sample entropy, codebook entropy) in nats of biased encodings z (..., code_dim)."""
         flat = z.reshape(-1, self.code_dim)  # (M, code_dim)
-        if self.frac_sample < 1.0:
+        if self.training and self.frac_sample < 1.0:  # evaluation uses every position: deterministic
             keep = max(1, int(round(self.frac_sample * flat.shape[0])))
             flat = flat[torch.randperm(flat.shape[0], device=flat.device)[:keep]]  # (M', code_dim)
         p_plus = torch.sigmoid(4.0 * flat / self.temperature)  # (M', code_dim) q(bit = +1 | z)

@@ -61,8 +61,6 @@ class PerceptualLoss(nn.Module):
             except FileNotFoundError as err:
                 raise FileNotFoundError(f"the perceptual loss needs the ImageNet VGG16 weights: "
                                         f"run `{FETCH_COMMAND}` first ({err})") from err
-            for name in self.layers:
-                vgg._index(name)  # fail now, with the layer names VGG16 has, on a typo
             self._trunk.append(vgg)
         if device is not None and next(self._trunk[0].buffers()).device != torch.device(device):
             self._trunk[0] = self._trunk[0].to(device)
