@@ -121,3 +121,17 @@ def test_state_dict_is_complete() -> None:
     weights.fetch(["i3d"])
     state = state_dict_from_checkpoint(weights.load_arrays("i3d"))
     assert set(state) == set(I3D().state_dict())
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, shape",
+    [((1, 3, 3), (1, 2, 2), (1, 2, 3, 15, 14)), ((3, 3, 3), (2, 2, 2), (1, 2, 7, 9, 9)),
+     ((2, 2, 2), (2, 2, 2), (1, 2, 3, 7, 7)), ((3, 3, 3), (1, 1, 1), (1, 2, 4, 5, 5))],
+)
+def test_separable_max_pool_equals_max_pool3d(kernel: tuple, stride: tuple, shape: tuple) -> None:
+    """The sliced, one-axis-at-a-time max-pool equals F.max_pool3d over the -inf "SAME" padding."""
+    from opengenie.evaluation.i3d import MaxPoolSame
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.max_pool3d(pad_same(x, kernel, stride, float("-inf")), kernel, stride)
+    torch.testing.assert_close(MaxPoolSame(kernel, stride)(x), expected, rtol=0, atol=0)

@@ -45,17 +45,23 @@ INPUT_SIZE = 224
 MIN_FRAMES = 9  # three temporal stride-2 stages, then a 2-frame average pool
 
 
-def pad_same(x: torch.Tensor, kernel: Triple, stride: Triple, value: float = 0.0) -> torch.Tensor:
-    """Pad the last three dims of `x` (N, C, T, H, W) as TensorFlow's padding="SAME" does.
+def same_padding(shape: Sequence[int], kernel: Triple, stride: Triple) -> list[tuple[int, int]]:
+    """(before, after) padding of each of the three dims `shape` for TensorFlow's padding="SAME".
 
     The output of a stride-s op then has ceil(n / s) positions; an odd total padding puts the
     extra element after, not before (unlike a symmetric PyTorch `padding=`).
     """
-    pads: list[int] = []
-    for size, k, s in zip(reversed(x.shape[-3:]), reversed(kernel), reversed(stride)):
+    pads = []
+    for size, k, s in zip(shape, kernel, stride):
         total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-        pads += [total // 2, total - total // 2]  # F.pad wants the last dim first
-    return F.pad(x, pads, value=value)
+        pads.append((total // 2, total - total // 2))
+    return pads
+
+
+def pad_same(x: torch.Tensor, kernel: Triple, stride: Triple, value: float = 0.0) -> torch.Tensor:
+    """Pad the last three dims of `x` (N, C, T, H, W) as TensorFlow's padding="SAME" does."""
+    pads = same_padding(x.shape[-3:], kernel, stride)
+    return F.pad(x, [p for pair in reversed(pads) for p in pair], value=value)  # last dim first
 
 
 class BatchNormNoScale(nn.Module):
@@ -86,7 +92,13 @@ class Unit3D(nn.Module):
         self.bn = BatchNormNoScale(out_channels) if batch_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn(self.conv(pad_same(x, self.kernel, self.stride)))
+        pads = same_padding(x.shape[-3:], self.kernel, self.stride)
+        if all(before == after for before, after in pads):
+            # Symmetric "SAME" (every stride-1 conv): let the conv pad, which saves a copy.
+            x = F.conv3d(x, self.conv.weight, self.conv.bias, self.stride, [p for p, _ in pads])
+        else:
+            x = self.conv(pad_same(x, self.kernel, self.stride))
+        x = self.bn(x)
         return F.relu(x) if self.activation else x
 
 
@@ -98,7 +110,19 @@ class MaxPoolSame(nn.Module):
         self.kernel, self.stride = kernel, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool3d(pad_same(x, self.kernel, self.stride, float("-inf")), self.kernel, self.stride)
+        x = pad_same(x, self.kernel, self.stride, float("-inf"))
+        # A box max is separable: pool one axis at a time, each as a maximum of k strided
+        # slices. Exact, and several times faster on CPU than F.max_pool3d.
+        for dim, k, s in zip((2, 3, 4), self.kernel, self.stride):
+            span = (x.shape[dim] - k) // s * s + 1  # input positions the strided windows start at
+            index = [slice(None)] * 5
+            pooled = None
+            for offset in range(k):
+                index[dim] = slice(offset, offset + span, s)
+                window = x[tuple(index)]
+                pooled = window if pooled is None else torch.maximum(pooled, window)
+            x = pooled
+        return x
 
 
 class InceptionModule(nn.Module):
