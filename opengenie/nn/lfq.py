@@ -50,9 +50,10 @@ class LookupFreeQuantizer(nn.Module):
     loss = commitment_weight · ||(z + bias) - sg[codes]||²
            + entropy_weight · mean per-sample entropy     (be confident about each code)
            - diversity_weight · codebook entropy           (use every code across the batch)
+           + diversity_weight · code_dim · ln 2            (a constant: the loss is >= 0)
     with both entropies in nats, summed over all code_dim bits (see the module docstring),
     estimated in training on a random `frac_sample` fraction of the positions (in eval mode on
-    all of them). The loss can be negative: the diversity term is at most code_dim · ln 2.
+    all of them).
 
     ids: the bits of each codebook read as a binary number, most significant bit first
     (bit = 1 for code +1). Shape (...) when n_codebook == 1, (..., n_codebook) otherwise.
@@ -94,8 +95,10 @@ class LookupFreeQuantizer(nn.Module):
         zf = z.float()
         commitment = F.mse_loss(zf, codes.detach().float())
         per_sample, codebook = self.entropies(zf)
+        # The diversity term is offset by its maximum (a constant: same gradient as -codebook),
+        # so the loss is >= 0 and reads as "how far from confident, evenly used codes".
         loss = (self.commitment_weight * commitment + self.entropy_weight * per_sample
-                - self.diversity_weight * codebook)
+                + self.diversity_weight * (self.max_entropy - codebook))
         # Statistics per codebook, averaged: ids of different codebooks mean different codes.
         stats = [self._statistics(i) for i in ids.reshape(-1, self.n_codebook).unbind(1)]
         perplexity = torch.stack([s[0] for s in stats]).mean()
