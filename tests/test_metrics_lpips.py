@@ -84,3 +84,18 @@ def test_vgg16_extracts_named_layers_with_gradients_to_the_input(lpips_models: d
     assert all(p.grad is None and not p.requires_grad for p in vgg.parameters())
     with pytest.raises(ValueError, match="features.N"):
         vgg.extract(x, ["classifier.0"])
+
+
+def test_lpips_gradients_are_finite(lpips_models: dict[str, LPIPS]) -> None:
+    """LPIPS can serve as a loss: gradients reach the input, and stay finite where a position's
+    channels are all zero (as after a ReLU)."""
+    from opengenie.evaluation.lpips import _unit_normalize
+
+    feat = torch.zeros(1, 8, 2, 2)
+    feat[0, :, 0, 0] = 1.0
+    feat.requires_grad_(True)
+    _unit_normalize(feat).pow(2).sum().backward()
+    assert torch.isfinite(feat.grad).all()
+    x = _images(n=1, size=32).requires_grad_(True)
+    lpips_models["alexnet"](x, _images(n=1, size=32, seed=5)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

@@ -112,7 +112,9 @@ _TRUNKS: dict[str, type[Trunk]] = {"vgg16": VGG16, "alexnet": AlexNet}
 
 def _unit_normalize(feat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     # LPIPS compares directions of the channel vector at each position, not magnitudes.
-    return feat / (feat.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
+    # vector_norm has a zero gradient at the zero vector (all channels 0 after a ReLU), where
+    # sqrt(sum(x^2)) would give NaN; the values are the same.
+    return feat / (torch.linalg.vector_norm(feat, dim=1, keepdim=True) + eps)
 
 
 class LPIPS(nn.Module):
