@@ -12,30 +12,33 @@ the trace terms are large and nearly cancel, so float32 loses the digits that ma
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from opengenie.evaluation.i3d import I3D, i3d_features, load_i3d
 
 
-def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     """Square root of a symmetric positive semi-definite matrix via its eigen-decomposition."""
-    eigvals, eigvecs = torch.linalg.eigh(matrix)
+    eigvals, eigvecs = np.linalg.eigh(matrix)
     # Rounding leaves tiny negative eigenvalues on rank-deficient covariances (fewer clips
     # than feature dimensions); they are zero in exact arithmetic.
-    return (eigvecs * eigvals.clamp(min=0).sqrt()) @ eigvecs.T
+    return (eigvecs * np.sqrt(eigvals.clip(min=0))) @ eigvecs.T
 
 
-def trace_sqrt_product(cov_a: torch.Tensor, cov_b: torch.Tensor) -> torch.Tensor:
+def trace_sqrt_product(cov_a: torch.Tensor, cov_b: torch.Tensor) -> float:
     """tr((S_a S_b)^(1/2)) for PSD S_a, S_b, in float64.
 
     S_a S_b is not symmetric, but it is similar to S_a^(1/2) S_b S_a^(1/2), which is symmetric
     PSD and has the same eigenvalues: its trace root is a stable `eigvalsh`, with no complex
-    parts to discard as a general `sqrtm` would leave.
+    parts to discard as a general `sqrtm` would leave. The (D, D) matrices are small, so this
+    runs in numpy on the CPU, whose LAPACK stays fast when the CPU is oversubscribed.
     """
-    root_a = _psd_sqrt(cov_a.double())
-    middle = root_a @ cov_b.double() @ root_a
+    a, b = (t.detach().cpu().double().numpy() for t in (cov_a, cov_b))
+    root_a = _psd_sqrt(a)
+    middle = root_a @ b @ root_a
     middle = (middle + middle.T) / 2  # symmetric up to rounding; make it exactly so
-    return torch.linalg.eigvalsh(middle).clamp(min=0).sqrt().sum()
+    return float(np.sqrt(np.linalg.eigvalsh(middle).clip(min=0)).sum())
 
 
 def frechet_distance_from_stats(
@@ -47,15 +50,15 @@ def frechet_distance_from_stats(
             f"mismatched statistics: means {tuple(mean_a.shape)}, {tuple(mean_b.shape)}; "
             f"covariances {tuple(cov_a.shape)}, {tuple(cov_b.shape)}"
         )
-    mean_a, cov_a, mean_b, cov_b = (t.double() for t in (mean_a, cov_a, mean_b, cov_b))
+    mean_a, cov_a, mean_b, cov_b = (t.detach().cpu().double() for t in (mean_a, cov_a, mean_b, cov_b))
     distance = (
-        (mean_a - mean_b).pow(2).sum()
-        + torch.trace(cov_a)
-        + torch.trace(cov_b)
+        (mean_a - mean_b).pow(2).sum().item()
+        + torch.trace(cov_a).item()
+        + torch.trace(cov_b).item()
         - 2 * trace_sqrt_product(cov_a, cov_b)
     )
     # A distance is >= 0; identical sets can round to -1e-12.
-    return max(distance.item(), 0.0)
+    return max(distance, 0.0)
 
 
 def feature_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
