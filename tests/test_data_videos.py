@@ -15,14 +15,16 @@ FORMATS = {"mp4": ("libx264", "yuv420p"), "webm": ("libvpx-vp9", "yuv420p"), "mk
            "avi": ("mpeg4", "yuv420p"), "gif": ("gif", "rgb8")}
 
 
-def write_video(path, frames=30, width=96, height=64, fps=10, codec="libx264", pix_fmt="yuv420p"):
+def write_video(path, frames=30, width=96, height=64, fps=10, codec="libx264", pix_fmt="yuv420p", gop=None):
     """Frame i has red level 8*i, so order can be checked after lossy coding."""
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=fps)
         s.width, s.height, s.pix_fmt = width, height, pix_fmt
+        if gop:
+            s.codec_context.gop_size = gop
         for i in range(frames):
             img = np.zeros((height, width, 3), np.uint8)
-            img[..., 0] = 8 * i
+            img[..., 0] = (8 * i) % 256
             img[:, : width // 2, 2] = 200  # left half blue: shows the centre crop
             for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(packet)
@@ -99,12 +101,14 @@ def test_rerun_skips_converted_videos(video_dir, tmp_path):
     assert chunk0.exists() and m["counts"]["frames"] == 30
 
 
-def test_video_dataset_matches_converted_frames(video_dir, tmp_path):
+@pytest.mark.parametrize("fps", [None, 5])
+def test_video_dataset_matches_converted_frames(tmp_path, fps):
     """Clips decoded on the fly (after a seek) equal the same frames of the converted episode."""
-    m = convert_videos(video_dir / "clip.mkv", tmp_path, fps=5, chunk_frames=None, progress=False)
-    frames = EpisodeFile(tmp_path / m["episodes"][0]["file"]).read("frames")
-    ds = VideoClipDataset(video_dir / "clip.mkv", seq_len=3, frame_skip=2, fps=5)
-    assert len(ds) == 3  # 15 frames, span 5, non-overlapping
+    video = write_video(tmp_path / "long.mp4", frames=90, fps=25, gop=12)  # keyframe every 12: real seeks
+    m = convert_videos(video, tmp_path / "out", fps=fps, chunk_frames=None, progress=False)
+    frames = EpisodeFile(tmp_path / "out" / m["episodes"][0]["file"]).read("frames")
+    ds = VideoClipDataset(video, seq_len=3, frame_skip=2, fps=fps, stride=4)
+    assert len(ds) == (len(frames) - 5) // 4 + 1
     for i in range(len(ds)):
         item = ds[i]
         expected = frames[item["start"] : item["start"] + 5 : 2]
