@@ -78,3 +78,12 @@ def test_splits_are_disjoint_by_level(tmp_path):
     assert all(by_split.values())
     assert set.union(*by_split.values()) == set(range(60))
     assert sum(len(v) for v in by_split.values()) == 60
+
+
+def test_reward_and_done_mark_the_same_step():
+    """CoinRun pays only for the coin, which ends the episode: rewards and dones align, and the
+    frame after a done is the level's first frame again (procgen restarts the same level)."""
+    ep = rollout_level(3, 150)
+    done = np.nonzero(ep["dones"])[0]
+    assert len(done) >= 1 and np.array_equal(np.nonzero(ep["rewards"])[0], done)
+    assert np.array_equal(ep["frames"][done[0] + 1], ep["frames"][0])
