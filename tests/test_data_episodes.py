@@ -73,6 +73,13 @@ def test_actions_must_match_frames(tmp_path):
         EpisodeFile(tmp_path / "x.npz")
 
 
+def test_float_actions_are_refused(tmp_path):
+    """Actions must be integer ids."""
+    np.savez(tmp_path / "x.npz", frames=_frames(), actions=np.zeros(12, np.float32))
+    with pytest.raises(ValueError, match="integer 'actions'.*float32"):
+        EpisodeFile(tmp_path / "x.npz")
+
+
 def test_truncated_and_foreign_files(tmp_path):
     """A truncated npz or a text file named .npz gives a ValueError, not a crash."""
     write_episode(tmp_path / "e.npz", _frames())
@@ -89,5 +96,5 @@ def test_object_arrays_are_refused(tmp_path):
     with zipfile.ZipFile(tmp_path / "x.npz", "w") as zf:
         with zf.open("frames.npy", "w") as f:
             np.lib.format.write_array(f, np.array([object()], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="x.npz.*Python objects"):
         EpisodeFile(tmp_path / "x.npz")

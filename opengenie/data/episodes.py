@@ -125,7 +125,7 @@ class EpisodeFile:
                     if info.filename.endswith(".npy"):
                         key = info.filename[: -len(".npy")]
                         self._members[key] = _locate(zf, info, raw)
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
             raise ValueError(
                 f"{self.path}: expected an episode .npz (a zip of .npy arrays), could not read it "
                 f"({err}); re-create it with `opengenie data ...` or delete it"
@@ -144,6 +144,10 @@ class EpisodeFile:
                     f"{self.path}: expected '{key}' of shape ({self.num_frames},), one per frame, "
                     f"got {self._members[key][1]}"
                 )
+        if "actions" in self._members and not np.issubdtype(self._members["actions"][2], np.integer):
+            raise ValueError(
+                f"{self.path}: expected integer 'actions' (action ids), got dtype {self._members['actions'][2]}"
+            )
 
     def __len__(self) -> int:
         return self.num_frames
