@@ -114,7 +114,7 @@ class MaxPoolSame(nn.Module):
         # A box max is separable: pool one axis at a time, each as a maximum of k strided
         # slices. Exact, and several times faster on CPU than F.max_pool3d.
         for dim, k, s in zip((2, 3, 4), self.kernel, self.stride):
-            span = (x.shape[dim] - k) // s * s + 1  # input positions the strided windows start at
+            span = (x.shape[dim] - k) // s * s + 1  # from the first window start to the last
             index = [slice(None)] * 5
             pooled = None
             for offset in range(k):

@@ -26,11 +26,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from opengenie.evaluation.safe_pickle import flatten_arrays, load_numpy_pickle
+
+if TYPE_CHECKING:
+    import torch
 
 FETCH_COMMAND = "opengenie weights fetch"
 
@@ -98,7 +101,7 @@ def weights_path(name: str) -> Path:
     return path
 
 
-def load_arrays(name: str) -> dict[str, "torch.Tensor"]:  # noqa: F821 - torch imported lazily
+def load_arrays(name: str) -> dict[str, torch.Tensor]:
     """The raw arrays of one network, keyed by their original names ("params/Conv3d_1a_7x7/Conv_0/kernel")."""
     from safetensors.torch import load_file
 
