@@ -180,30 +180,45 @@ class ShardClipDataset(IterableDataset):
         mine, consumer = self.my_shards()
         samples = wds.tarfile_samples(iter([{"url": u} for u in mine]))
         clips = (clip for s in samples for clip in self._clips(s))
-        if not self.shuffle:
-            yield from clips
-            return
-        rng = random.Random(stable_id(f"{self.seed}/{self.epoch}/{consumer}"))
-        buffer: list[dict] = []
+        if self.shuffle:
+            clips = _buffer_shuffle(clips, self.shuffle_buffer, stable_id(f"{self.seed}/{self.epoch}/{consumer}"))
         for clip in clips:
-            buffer.append(clip)
-            if len(buffer) >= self.shuffle_buffer:
-                yield buffer.pop(rng.randrange(len(buffer)))
-        rng.shuffle(buffer)
-        yield from buffer
+            # The buffer holds uint8 frames (4x smaller); convert only on the way out.
+            clip["video"] = to_video(clip["video"])
+            if "actions" in clip:
+                clip["actions"] = torch.from_numpy(clip["actions"])
+            yield clip
 
     def _clips(self, sample: dict) -> Iterator[dict]:
+        """Every clip of one shard sample (an episode chunk), frames still (T, H, W, 3) uint8."""
         key = sample["__key__"]
         source = f"{sample.get('__url__', '?')}:{key}"
         if "frames.npy" not in sample:
-            raise ValueError(f"{source}: expected a 'frames.npy' member, found {sorted(k for k in sample if not k.startswith('__'))}")
+            found = sorted(k for k in sample if not k.startswith("__"))
+            raise ValueError(f"{source}: expected a 'frames.npy' member, found {found}; "
+                             "write shards with `opengenie data shards`")
         arrays = {"frames": np.load(io.BytesIO(sample["frames.npy"]), allow_pickle=False)}
         if self.with_actions and "actions.npy" in sample:
             arrays["actions"] = np.load(io.BytesIO(sample["actions.npy"]), allow_pickle=False)
         length = validate_episode(arrays, source)
         for start in clip_starts(length, self.span, self.stride, self.seed, self.epoch, stable_id(key)):
             sl = slice(start, start + self.span, self.frame_skip)
-            clip = {"video": to_video(arrays["frames"][sl]), "key": key, "start": start}
+            # Copies, so a buffered clip does not keep its whole chunk alive.
+            clip = {"video": arrays["frames"][sl].copy(), "key": key, "start": start}
             if "actions" in arrays:
-                clip["actions"] = torch.from_numpy(arrays["actions"][sl].astype(np.int64))
+                clip["actions"] = arrays["actions"][sl].astype(np.int64)
             yield clip
+
+
+def _buffer_shuffle(items: Iterator[dict], size: int, seed: int) -> Iterator[dict]:
+    """Shuffle a stream through a buffer of `size` items; deterministic given seed."""
+    rng = random.Random(seed)
+    buffer: list[dict] = []
+    for item in items:
+        buffer.append(item)
+        if len(buffer) >= size:
+            i = rng.randrange(len(buffer))
+            buffer[i], buffer[-1] = buffer[-1], buffer[i]  # pop from the end: O(1)
+            yield buffer.pop()
+    rng.shuffle(buffer)
+    yield from buffer
