@@ -1,0 +1,169 @@
+"""Genie: the three models under one config, saved and loaded without pickle, and the
+rollout engine that turns them into a world a person can step.
+
+    world = Genie.from_pretrained("worlds/coinrun")
+    frame = world.reset("level.png")          # (H, W, 3) uint8
+    frame = world.step(3)                     # the next frame after latent action 3
+
+The networks stay stateless; the engine state (token history and the key/value caches of the
+dynamics model and of the tokenizer's decoder) lives in a `Rollout`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from opengenie.config import GenieConfig
+from opengenie.dynamics import DynamicsModel
+from opengenie.images import ImageLike, load_frames, to_frames, to_video
+from opengenie.latent_action import LatentActionModel
+from opengenie.nn.attention import KVCache
+from opengenie.nn.checks import check_ids, check_video
+from opengenie.tokenizer import VideoTokenizer
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+
+
+@dataclass
+class Rollout:
+    """State of one world being played: token history, actions, caches, random stream."""
+
+    tokens: torch.Tensor  # (B, T, H', W') every frame so far
+    actions: torch.Tensor  # (B, T-1) the actions between them
+    dynamics_cache: KVCache | None
+    decoder_cache: KVCache | None
+    generator: torch.Generator
+    frames: list[np.ndarray] = field(default_factory=list)  # what the player has seen, (H, W, 3) uint8
+
+
+class Genie(nn.Module):
+    """Tokenizer + latent action model + dynamics. `Genie(presets.tiny())` builds a tiny world."""
+
+    def __init__(self, config: GenieConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = VideoTokenizer(config.tokenizer)
+        self.action_model = LatentActionModel(config.action)
+        self.dynamics = DynamicsModel(config.dynamics)
+        self.state: Rollout | None = None
+
+    @property
+    def num_actions(self) -> int:
+        return self.config.dynamics.num_actions
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.config.tokenizer.image_size)
+
+    # --- saving and loading --------------------------------------------------------------
+
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write `config.json` + `model.safetensors` (optionally stored in fp16/bf16)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / CONFIG_FILE).write_text(self.config.to_json())
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+                 for k, v in self.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_FILE), metadata={"format": "pt", "library": "opengenie"})
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "Genie":
+        """Load a world saved by `save_pretrained` / `opengenie export`. No pickle is involved."""
+        path = Path(path)
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"{path} is not a saved world: {name} is missing "
+                                        f"(write one with Genie.save_pretrained or `opengenie export`)")
+        model = cls(GenieConfig.from_dict(json.loads((path / CONFIG_FILE).read_text())))
+        state = load_file(str(path / WEIGHTS_FILE), device=str(device))
+        own = model.state_dict()
+        model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()})
+        return model.to(device).eval()
+
+    # --- the engine ----------------------------------------------------------------------
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.no_grad()
+    def start(self, video: torch.Tensor, seed: int | None = None, use_cache: bool = True) -> tuple[Rollout, torch.Tensor]:
+        """Begin rollouts from prompt frames: video (B, C, T, H, W) in [-1, 1] →
+        (Rollout, reconstructed prompt (B, C, T, H, W)). Prompt actions come from the action model."""
+        c = self.config
+        check_video(video, c.tokenizer.in_channels, c.tokenizer.patch_size, c.tokenizer.image_size)
+        video = video[:, :, -(c.dynamics.max_frames - 1):].to(self._device)  # the context that fits
+        tokens = self.tokenizer.tokenize(video)[1]  # (B, T, H', W')
+        b, t = tokens.shape[:2]
+        actions = (self.action_model.infer_actions(video) if t > 1
+                   else tokens.new_zeros((b, 0)))  # (B, T-1)
+        generator = torch.Generator(device=self._device)
+        generator.manual_seed(int(torch.randint(0, 2**62, ())) if seed is None else seed)
+        state = Rollout(tokens, actions, None, None, generator)
+        if use_cache:
+            state.dynamics_cache = KVCache(max_frames=c.dynamics.max_frames - 1)
+            state.decoder_cache = KVCache(max_frames=c.tokenizer.max_frames - 1)
+            self.dynamics.prefill(tokens, self.dynamics.prompt_actions(actions, t), state.dynamics_cache)
+            state.decoder_cache.write = True
+        recon = self.tokenizer.decode_ids(tokens, cache=state.decoder_cache)
+        if use_cache:
+            state.decoder_cache.write = False
+        return state, recon
+
+    @torch.no_grad()
+    def advance(self, state: Rollout, action: torch.Tensor, steps: int | None = None,
+                temperature: float | None = None) -> torch.Tensor:
+        """Generate one frame per batch row after `action` (B,) int64 → frame video (B, C, 1, H, W)."""
+        check_ids(action, self.num_actions, "action", "(B,)")
+        window = self.config.dynamics.max_frames - 1
+        actions = torch.cat([state.actions, action.to(state.actions)[:, None]], dim=1)  # (B, T)
+        context, context_actions = state.tokens[:, -window:], actions[:, -window:]
+        new = self.dynamics.generate(context, context_actions, steps, temperature, cache=state.dynamics_cache,
+                                     generator=state.generator)[:, -1:]  # (B, 1, H', W')
+        state.tokens, state.actions = torch.cat([state.tokens, new], dim=1), actions
+        if state.decoder_cache is None:  # decode the window again, keep its last frame
+            return self.tokenizer.decode_ids(state.tokens[:, -self.config.tokenizer.max_frames:])[:, :, -1:]
+        state.decoder_cache.write = True
+        try:
+            return self.tokenizer.decode_ids(new, cache=state.decoder_cache)
+        finally:
+            state.decoder_cache.write = False
+
+    def reset(self, prompt: ImageLike | Sequence[ImageLike], seed: int | None = None) -> np.ndarray:
+        """Start playing from one or more prompt images (paths, bytes, PIL images or uint8 arrays,
+        any size: resized). Returns the world's first frame (H, W, 3) uint8."""
+        video = to_video(load_frames(prompt, self.image_size))
+        self.state, recon = self.start(video, seed)
+        frame = to_frames(recon[0, :, -1:])[0]
+        self.state.frames = [frame]
+        return frame
+
+    def step(self, action: int) -> np.ndarray:
+        """Take latent action `action` in [0, num_actions) → the next frame (H, W, 3) uint8."""
+        if self.state is None:
+            raise RuntimeError("call reset(prompt) before step(action)")
+        if not isinstance(action, (int, np.integer)) or not 0 <= int(action) < self.num_actions:
+            raise ValueError(f"action must be an integer in 0..{self.num_actions - 1}, got {action!r}")
+        frame = to_frames(self.advance(self.state, torch.tensor([int(action)]))[0])[0]
+        self.state.frames.append(frame)
+        return frame
+
+    @torch.no_grad()
+    def rollout(self, prompt: torch.Tensor, actions: torch.Tensor, steps: int | None = None,
+                temperature: float | None = None, seed: int | None = None, use_cache: bool = True) -> torch.Tensor:
+        """Batched play: prompt video (B, C, T0, H, W) in [-1, 1], actions (B, n) int64 →
+        video (B, C, T0 + n, H, W): the reconstructed prompt followed by n generated frames."""
+        if actions.dim() != 2 or actions.shape[0] != prompt.shape[0]:
+            raise ValueError(f"expected actions (B, n) with B={prompt.shape[0]}, got {tuple(actions.shape)}")
+        state, recon = self.start(prompt, seed, use_cache)
+        frames = [recon] + [self.advance(state, actions[:, i], steps, temperature) for i in range(actions.shape[1])]
+        return torch.cat(frames, dim=2)

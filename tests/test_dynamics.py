@@ -1,0 +1,86 @@
+"""Properties of the MaskGIT dynamics model."""
+
+import pytest
+import torch
+
+from opengenie import DynamicsModel, presets
+from opengenie.nn.attention import KVCache
+
+
+@pytest.fixture(scope="module", params=["additive", "token"])
+def model(request):
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    cfg = replace(presets.tiny().dynamics, action_conditioning=request.param)
+    return DynamicsModel(cfg).eval()
+
+
+def _batch(model, b=2, t=4):
+    c = model.config
+    return torch.randint(0, c.vocab_size, (b, t, *c.grid)), torch.randint(0, c.num_actions, (b, t))
+
+
+def test_logits_shape(model):
+    """forward gives logits (B, T, H', W', V)."""
+    tokens, actions = _batch(model)
+    assert model(tokens, actions).shape == (*tokens.shape, model.config.vocab_size)
+
+
+def test_causal_in_frames_and_actions(model):
+    """Logits at frame t are unchanged when a later frame or a later action changes."""
+    tokens, actions = _batch(model, t=5)
+    with torch.no_grad():
+        base = model(tokens, actions)
+        t2 = tokens.clone()
+        t2[:, 3] = (t2[:, 3] + 1) % model.config.vocab_size
+        a2 = actions.clone()
+        a2[:, 3] = (a2[:, 3] + 1) % model.config.num_actions  # conditions frame 4
+        out_t, out_a = model(t2, actions), model(tokens, a2)
+    assert torch.allclose(base[:, :3], out_t[:, :3], atol=1e-5)
+    assert torch.allclose(base[:, :4], out_a[:, :4], atol=1e-5)
+    assert not torch.allclose(base[:, 4], out_a[:, 4], atol=1e-4)
+
+
+def test_loss_targets_original_tokens(model):
+    """compute_loss reports CE/accuracy on masked positions against the original tokens."""
+    tokens, actions = _batch(model)
+    out = model.compute_loss(tokens, actions, generator=torch.Generator().manual_seed(0))
+    assert out.loss.requires_grad and 0.5 * 0.75 < out.mask_rate.item() < 1.0
+    # A model that predicts the original tokens perfectly reaches accuracy 1 and CE ~ 0.
+    class Oracle(DynamicsModel):
+        def forward(self, inputs, actions):
+            return torch.nn.functional.one_hot(tokens, self.config.vocab_size).float() * 100
+    oracle = Oracle(model.config)
+    res = oracle.compute_loss(tokens, actions, generator=torch.Generator().manual_seed(0))
+    assert res.accuracy.item() == 1.0 and res.loss.item() < 1e-3
+
+
+def test_generate_appends_one_frame_and_keeps_prompt(model):
+    """generate returns (B, T+1, H', W'), the given frames unchanged, ids in the vocabulary."""
+    tokens, actions = _batch(model, t=3)
+    out = model.generate(tokens, actions, steps=4)
+    assert out.shape == (2, 4, *model.config.grid)
+    assert torch.equal(out[:, :3], tokens)
+    assert (out < model.config.vocab_size).all()
+
+
+def test_cached_generation_matches_uncached(model):
+    """With a fixed seed, generating through the key/value cache gives the same tokens."""
+    tokens, actions = _batch(model, t=3)
+    uncached = model.generate(tokens, actions, steps=5, generator=torch.Generator().manual_seed(7))
+    cache = KVCache()
+    model.prefill(tokens, model.prompt_actions(actions, 3), cache)
+    cached = model.generate(tokens, actions, steps=5, cache=cache, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(cached, uncached)
+    assert len(cache) == 4
+
+
+def test_out_of_range_action_names_valid_range(model):
+    """Action ids outside the codebook give a ValueError naming the valid range."""
+    tokens, actions = _batch(model)
+    actions[0, 0] = model.config.num_actions
+    with pytest.raises(ValueError, match="0..7"):
+        model(tokens, actions)
+    with pytest.raises(ValueError, match="tokens"):
+        model(tokens.float(), actions)

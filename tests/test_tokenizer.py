@@ -1,0 +1,107 @@
+"""Properties of the ST-ViViT video tokenizer."""
+
+import pytest
+import torch
+
+from opengenie import VideoTokenizer, presets
+from opengenie.nn.attention import KVCache
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return VideoTokenizer(presets.tiny().tokenizer).eval()
+
+
+@pytest.mark.parametrize("name", ["tiny", "coinrun"])
+def test_shapes_for_every_preset(name):
+    """tokenize/decode/decode_ids shapes follow the preset's patch size and code width."""
+    cfg = presets.get(name).tokenizer
+    tok = VideoTokenizer(cfg).eval()
+    video = torch.rand(1, 3, 2, 64, 64) * 2 - 1
+    with torch.no_grad():
+        codes, ids = tok.tokenize(video)
+        h, w = cfg.grid
+        assert codes.shape == (1, cfg.code_dim, 2, h, w)
+        assert ids.shape == (1, 2, h, w) and ids.dtype == torch.int64
+        assert tok.decode(codes).shape == video.shape
+        assert tok.decode_ids(ids).shape == video.shape
+
+
+def test_encoder_is_causal_in_time(tiny):
+    """Perturbing frame t leaves the codes of every frame < t unchanged."""
+    video = torch.rand(1, 3, 6, 64, 64) * 2 - 1
+    with torch.no_grad():
+        z = tiny.quantize(video).codes
+        video2 = video.clone()
+        video2[:, :, 4] = torch.rand_like(video2[:, :, 4]) * 2 - 1
+        z2 = tiny.quantize(video2).codes
+    assert torch.allclose(z[:, :4], z2[:, :4], atol=1e-5)
+    assert not torch.allclose(z[:, 4:], z2[:, 4:], atol=1e-3)
+
+
+def test_cached_decoding_equals_full_decoding(tiny):
+    """Decoding frame by frame through a cache equals decoding the whole clip."""
+    video = torch.rand(1, 3, 5, 64, 64) * 2 - 1
+    with torch.no_grad():
+        ids = tiny.tokenize(video)[1]
+        full = tiny.decode_ids(ids)
+        cache = KVCache()
+        cache.write = True
+        parts = [tiny.decode_ids(ids[:, :2], cache)] + [tiny.decode_ids(ids[:, t:t + 1], cache) for t in range(2, 5)]
+    assert torch.allclose(torch.cat(parts, dim=2), full, atol=1e-4)
+
+
+def test_forward_returns_loss_and_parts(tiny):
+    """The forward gives a scalar loss and a record whose parts add up to it."""
+    loss, parts = tiny(torch.rand(2, 3, 3, 64, 64) * 2 - 1)
+    assert loss.dim() == 0
+    assert torch.allclose(loss, parts.recon + parts.quant)
+    assert 1 <= parts.perplexity.item() <= tiny.config.codebook_size
+
+
+def test_tiny_tokenizer_overfits_one_clip():
+    """Reconstruction MSE on one clip falls at least 10x within a few hundred steps."""
+    torch.manual_seed(0)
+    tok = VideoTokenizer(presets.tiny().tokenizer)
+    from opengenie.data.synthetic import moving_square
+
+    video, _ = moving_square(1, 4, seed=3)
+    opt = torch.optim.AdamW(tok.parameters(), lr=3e-3)
+    first = None
+    for step in range(300):
+        loss, parts = tok(video)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else parts.recon.item()
+    last = parts.recon.item()
+    print(f"overfit MSE first={first:.4f} last={last:.5f}")
+    assert last < first / 10
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.rand(3, 4, 64, 64), "add a batch axis"),
+    (torch.rand(1, 4, 2, 64, 64), "got 4 channels"),
+    (torch.randint(0, 255, (1, 3, 2, 64, 64), dtype=torch.uint8), "scale uint8"),
+    (torch.rand(1, 3, 2, 60, 64), "divisible by patch_size=8"),
+    (torch.rand(1, 3, 2, 64, 64) * 255, "values in \\[-1, 1\\]"),
+    (torch.rand(1, 3, 2, 32, 32), "frames of size"),
+])
+def test_bad_input_gives_actionable_error(tiny, bad, message):
+    """Wrong rank, channels, dtype, patch divisibility, size or value range → a clear ValueError."""
+    with pytest.raises(ValueError, match=message):
+        tiny.tokenize(bad)
+
+
+def test_non_finite_loss_raises_with_parts():
+    """A NaN in the input or in the loss cannot reach the optimiser silently."""
+    tok = VideoTokenizer(presets.tiny().tokenizer)
+    video = torch.rand(1, 3, 2, 64, 64) * 2 - 1
+    video[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="values in"):
+        tok(video)
+    with torch.no_grad():
+        tok.from_code.weight[0, 0] = float("inf")
+    with pytest.raises(FloatingPointError, match="recon="):
+        tok(torch.rand(1, 3, 2, 64, 64) * 2 - 1)
