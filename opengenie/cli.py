@@ -107,8 +107,97 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a stage from a YAML config (LightningCLI): tokenizer, then dynamics",
+                       description="Train one stage. Everything after the stage goes to LightningCLI: "
+                                   "--config FILE, overrides such as --trainer.max_steps 100 or "
+                                   "--model.init_args.lr 1e-4, and --ckpt_path last to resume. See docs/training.md.")
+    p.add_argument("stage", choices=["tokenizer", "dynamics"],
+                   help="tokenizer: stage 1; dynamics: latent action model + dynamics on the frozen tokenizer")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="LightningCLI arguments, e.g. --config configs/tokenizer/tiny.yaml")
+
+    def run(args: argparse.Namespace) -> None:
+        from opengenie.training.cli import main as train
+
+        rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+        train(["fit", *rest], stage=args.stage)
+
+    p.set_defaults(func=run)
+
+
+def _add_tokenize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tokenize", help="cache a trained tokenizer's ids beside the episodes (faster stage 2)")
+    p.add_argument("--model", required=True, help="the tokenizer: a stage-1 checkpoint (.ckpt) or an exported world dir")
+    p.add_argument("--data", required=True, help="episode folder; ids go to DATA/tokens/<episode>.npy")
+    p.add_argument("--seq-len", type=int, default=None, help="frames per clip, as data.seq_len of stage 2 "
+                                                            "(default: the tokenizer's max_frames)")
+    p.add_argument("--frame-skip", type=int, default=1, help="as data.frame_skip of stage 2")
+    p.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: one clip, no overlap)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips encoded at once")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+    def run(args: argparse.Namespace) -> None:
+        from opengenie.training.checkpoints import load_tokenizer
+        from opengenie.training.tokens import tokenize_episodes
+
+        index = tokenize_episodes(load_tokenizer(args.model), args.data, seq_len=args.seq_len,
+                                  frame_skip=args.frame_skip, stride=args.stride, batch_size=args.batch_size,
+                                  device=args.device)
+        print(f"cached tokens of {sum(index['episodes'].values())} clips of {len(index['episodes'])} episodes "
+              f"in {args.data}/tokens (tokenizer {index['tokenizer']}, seq_len {index['seq_len']})")
+
+    p.set_defaults(func=run)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a trained world (config.json + model.safetensors) for Genie.from_pretrained")
+    p.add_argument("--dynamics", required=True, help="stage-2 checkpoint (it holds its frozen tokenizer too)")
+    p.add_argument("--tokenizer", default=None, help="stage-1 checkpoint or dir; checked to be the one stage 2 used")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="storage dtype of the weights")
+
+    def run(args: argparse.Namespace) -> None:
+        from opengenie.training.checkpoints import export
+
+        out = export(args.dynamics, args.out, tokenizer=args.tokenizer, dtype=args.dtype)
+        print(f"wrote {out} (load it with opengenie.Genie.from_pretrained({str(out)!r}))")
+
+    p.set_defaults(func=run)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a saved world on held-out episodes: metrics.json, report.md, figures")
+    p.add_argument("--model", required=True, help="folder of a saved world (config.json + model.safetensors)")
+    p.add_argument("--data", required=True, help="episode folder (from `opengenie data coinrun|videos`)")
+    p.add_argument("--split", default="test", help="manifest split to evaluate on: train, val, test or all")
+    p.add_argument("--num-clips", type=int, default=64, help="clips to evaluate (drawn with --seed)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (FVD needs >= 9; 16 by convention)")
+    p.add_argument("--seed", type=int, default=0, help="seed of clip choice, MaskGIT draws and random actions")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per batch")
+    p.add_argument("--out", default="out/eval", help="output folder of metrics.json, report.md and PNGs")
+    p.add_argument("--skip", default="", help="comma-separated metrics to leave out: fvd, lpips")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of torch (default: torch's choice; 1 is fastest on a busy machine)")
+
+    def run(args: argparse.Namespace) -> None:
+        import torch
+
+        from opengenie.evaluation.report import run_eval
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
+        run_eval(args.model, args.data, split=None if args.split == "all" else args.split,
+                 num_clips=args.num_clips, frames=args.frames, seed=args.seed, batch_size=args.batch_size,
+                 out=args.out, skip=skip, device=args.device)
+        print(f"wrote {args.out}/metrics.json and {args.out}/report.md")
+
+    p.set_defaults(func=run)
+
+
 # Sub-commands, in the order `opengenie --help` lists them.
-_SECTIONS = [_add_demo, _add_weights, _add_data]
+_SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add_export, _add_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:
