@@ -89,7 +89,19 @@ class VectorQuantizer(nn.Module):
     def _restart_dead_codes(self, ids: torch.Tensor, flat: torch.Tensor) -> None:
         used = torch.zeros(self.codebook_size, dtype=torch.bool, device=ids.device)
         used[ids] = True
+        dist = torch.distributed
+        synced = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if synced:
+            # Data parallel: every rank must keep the same codebook, and DDP syncs gradients,
+            # not parameters, so a rank-local restart would split the ranks apart for good.
+            # A code counts as used if any rank used it, and rank 0's counters and choices
+            # are everyone's (the same collectives run on every rank, dead codes or not).
+            used_any = used.to(torch.int32)
+            dist.all_reduce(used_any, op=dist.ReduceOp.MAX)
+            used = used_any.bool()
         self.idle_steps.add_(1).masked_fill_(used, 0)
+        if synced:
+            dist.broadcast(self.idle_steps, src=0)
         dead = (self.idle_steps >= self.dead_code_steps).nonzero().flatten()
         if dead.numel() == 0:
             return
@@ -97,5 +109,7 @@ class VectorQuantizer(nn.Module):
         # with a little noise so two revived codes drawn from one encoding can separate.
         pick = torch.randint(0, flat.shape[0], (dead.numel(),), device=flat.device)
         seeds = flat[pick] + 1e-3 * torch.randn_like(flat[pick])
+        if synced:
+            dist.broadcast(seeds, src=0)  # the same revived codes on every rank
         self.codebook.data[dead] = seeds.to(self.codebook.dtype)
         self.idle_steps[dead] = 0

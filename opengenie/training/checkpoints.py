@@ -1,0 +1,153 @@
+"""Configs and checkpoints of training runs: a preset plus overrides becomes the three model
+configs; Lightning checkpoints become a frozen tokenizer (stage 2) or an exported `Genie`.
+
+A stage's checkpoint carries the full model config in its hyper-parameters
+(`hyper_parameters["genie_config"]`), and its weights under the same prefixes as `Genie`'s
+own (`tokenizer.`, `action_model.`, `dynamics.`), so loading needs only the path.
+Checkpoints are read with `torch.load(weights_only=True)`: no pickled code is ever run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from opengenie import presets
+from opengenie.config import DynamicsConfig, GenieConfig, LatentActionConfig, TokenizerConfig, from_dict
+from opengenie.genie import CONFIG_FILE, WEIGHTS_FILE, Genie
+from opengenie.tokenizer import VideoTokenizer
+
+PARTS = {"tokenizer": TokenizerConfig, "action": LatentActionConfig, "dynamics": DynamicsConfig}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_config(preset: str, overrides: dict | None = None,
+                   tokenizer: TokenizerConfig | None = None) -> dict[str, Any]:
+    """The three model configs `{"tokenizer": ..., "action": ..., "dynamics": ...}` of a run.
+
+    preset: "tiny" | "coinrun"; overrides: `{part: {field: value}}` on top of it;
+    tokenizer: the trained tokenizer's config (stage 2), which replaces the preset's.
+    Fields that must agree between parts (the dynamics' vocab_size and grid, its num_actions,
+    the action model's image_size) follow their source unless an override sets them.
+    """
+    base = presets.get(preset)
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(PARTS)
+    if unknown:
+        raise ValueError(f"model.overrides may hold {sorted(PARTS)}, got {sorted(unknown)}")
+    fields = {name: {**dataclasses.asdict(getattr(base, name)), **(overrides.get(name) or {})} for name in PARTS}
+    if tokenizer is not None:
+        fields["tokenizer"] = dataclasses.asdict(tokenizer)
+    given = {name: set(overrides.get(name) or {}) for name in PARTS}
+    tok = _build("tokenizer", fields["tokenizer"])
+    if "image_size" not in given["action"]:
+        fields["action"]["image_size"] = tok.image_size
+    action = _build("action", fields["action"])
+    derived = {"vocab_size": tok.codebook_size, "num_actions": action.codebook_size}
+    if tok.kind == "st-vivit":
+        derived["grid"] = tok.grid
+    fields["dynamics"].update({k: v for k, v in derived.items() if k not in given["dynamics"]})
+    return {"tokenizer": tok, "action": action, "dynamics": _build("dynamics", fields["dynamics"])}
+
+
+def _build(part: str, fields: dict) -> Any:
+    try:
+        return from_dict(PARTS[part], fields)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"model config, {part}: {err}") from None
+
+
+def parts_from_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `config_dict`: the three configs from a checkpoint's `genie_config`."""
+    return {name: _build(name, d[name]) for name in PARTS}
+
+
+def config_dict(parts: dict[str, Any]) -> dict[str, Any]:
+    """JSON-able form of resolved parts (what goes into a checkpoint's hyper-parameters)."""
+    return {name: json.loads(json.dumps(dataclasses.asdict(cfg))) for name, cfg in parts.items()}
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A Lightning checkpoint as a dict, loaded without unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 -- any failure means "not one of our checkpoints"
+        raise ValueError(f"{path} is not a readable training checkpoint ({type(err).__name__}: {err})") from None
+    if "state_dict" not in ckpt or "genie_config" not in ckpt.get("hyper_parameters", {}):
+        raise ValueError(f"{path} is not an opengenie training checkpoint (no state_dict or genie_config)")
+    return ckpt
+
+
+def _prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_tokenizer(path: str | os.PathLike) -> VideoTokenizer:
+    """A trained tokenizer from a Lightning checkpoint (stage 1 or 2) or an exported world dir."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{path} has no {CONFIG_FILE}: expected a dir written by `opengenie export`")
+        from safetensors.torch import load_file
+
+        config = from_dict(TokenizerConfig, json.loads((path / CONFIG_FILE).read_text())["tokenizer"])
+        state = _prefixed(load_file(str(path / WEIGHTS_FILE)), "tokenizer.")
+    else:
+        ckpt = read_checkpoint(path)
+        config = from_dict(TokenizerConfig, ckpt["hyper_parameters"]["genie_config"]["tokenizer"])
+        state = _prefixed(ckpt["state_dict"], "tokenizer.")
+    tokenizer = VideoTokenizer(config)
+    own = tokenizer.state_dict()
+    tokenizer.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()})
+    return tokenizer
+
+
+def tokenizer_fingerprint(tokenizer: VideoTokenizer) -> str:
+    """A short hash of a tokenizer's config and weights: token caches name the tokenizer they used."""
+    h = hashlib.sha256(json.dumps(dataclasses.asdict(tokenizer.config), sort_keys=True, default=str).encode())
+    for name, value in sorted(tokenizer.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def genie_from_checkpoints(dynamics: str | os.PathLike, tokenizer: str | os.PathLike | None = None) -> Genie:
+    """A `Genie` from a stage-2 checkpoint (which holds its frozen tokenizer too).
+
+    If `tokenizer` (a stage-1 checkpoint or an exported dir) is given, it must be the one the
+    dynamics model was trained on: a different tokenizer's codes would mean nothing to it.
+    """
+    ckpt = read_checkpoint(dynamics)
+    state = ckpt["state_dict"]
+    if not any(k.startswith("dynamics.") for k in state):
+        raise ValueError(f"{dynamics} is a tokenizer (stage 1) checkpoint; pass the stage-2 checkpoint "
+                         "of `opengenie train dynamics` as --dynamics")
+    genie = Genie(GenieConfig.from_dict(ckpt["hyper_parameters"]["genie_config"]))
+    if tokenizer is not None:
+        given = load_tokenizer(tokenizer).state_dict()
+        trained = _prefixed(state, "tokenizer.")
+        if given.keys() != trained.keys() or any(not torch.equal(given[k].to(trained[k].dtype), trained[k])
+                                                 for k in given):
+            raise ValueError(f"the dynamics checkpoint {dynamics} was trained on another tokenizer than "
+                             f"{tokenizer}; export with the tokenizer it was trained on (or leave out --tokenizer)")
+    keep = {k: v for k, v in state.items() if k.split(".")[0] in ("tokenizer", "action_model", "dynamics")}
+    genie.load_state_dict(keep)
+    return genie.eval()
+
+
+def export(dynamics: str | os.PathLike, out: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
+           dtype: str = "fp32") -> Path:
+    """Write the directory `Genie.from_pretrained` loads (config.json + model.safetensors)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    genie = genie_from_checkpoints(dynamics, tokenizer)
+    return genie.save_pretrained(out, dtype=None if dtype == "fp32" else DTYPES[dtype])

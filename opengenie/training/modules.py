@@ -1,0 +1,217 @@
+"""Genie's two training stages as LightningModules (Genie §2.2: "we first train the video
+tokenizer; the latent action model and the dynamics model are then co-trained").
+
+    TokenizerModule   stage 1: the video tokenizer (VQ-VAE loss; the MagViT-2 variant with
+                      gan_loss_weight > 0 also trains its discriminator, by its own optimiser)
+    DynamicsModule    stage 2: the latent action model (its own reconstruction + VQ loss) and
+                      the dynamics model, on the FROZEN tokenizer's tokens and the action
+                      model's stop-gradient actions
+
+Both run in the one loop of `loop.py`; a stage says only what it computes and trains.
+The model sizes come from a preset name plus overrides; the resolved configs are saved in the
+checkpoint's hyper-parameters (`genie_config`), so a checkpoint is complete on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from opengenie.config import GenieConfig
+from opengenie.dynamics import DynamicsModel
+from opengenie.latent_action import LatentActionModel
+from opengenie.nn.attention import KVCache
+from opengenie.tokenizer import VideoTokenizer
+from opengenie.training.checkpoints import (config_dict, load_tokenizer, parts_from_dict, resolve_config,
+                                            tokenizer_fingerprint)
+from opengenie.training.loop import GenieStage, StepLoss
+
+Schedule = Literal["constant", "cosine"]
+
+
+def _psnr(mse: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of videos in [-1, 1] (peak-to-peak 2) from their mean squared error."""
+    return 10 * torch.log10(4.0 / mse.clamp(min=1e-10))
+
+
+class TokenizerModule(GenieStage):
+    """Stage 1: train the video tokenizer on clips `{"video": (B, 3, T, H, W) in [-1, 1]}`.
+
+    preset / overrides: model sizes, e.g. preset "tiny" with overrides
+        {"tokenizer": {"codebook_size": 256}}; genie_config (written into checkpoints) wins.
+    lr, warm-up, schedule: Genie's CoinRun tokenizer uses 3e-4 after 10k warm-up steps, constant.
+    disc_lr: the discriminator's lr (GAN variant only; default lr).
+    """
+
+    def __init__(self, preset: str = "tiny", overrides: dict | None = None, genie_config: dict | None = None,
+                 lr: float = 3e-4, min_lr: float | None = None, warmup_steps: int = 10_000,
+                 schedule: Schedule = "constant", betas: tuple[float, float] = (0.9, 0.9),
+                 weight_decay: float = 1e-4, grad_clip: float | None = 1.0, disc_lr: float | None = None,
+                 compile: bool = False) -> None:
+        super().__init__(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, schedule=schedule, betas=betas,
+                         weight_decay=weight_decay, grad_clip=grad_clip, compile=compile)
+        parts = parts_from_dict(genie_config) if genie_config else resolve_config(preset, overrides)
+        self.save_hyperparameters()
+        self.hparams.genie_config = config_dict(parts)
+        self.tokenizer = VideoTokenizer(parts["tokenizer"])
+        # Two players (tokenizer vs discriminator) need two optimisers stepped in turn.
+        self.automatic_optimization = self.tokenizer.discriminator is None
+        self._tokens_per_clip: int | None = None
+
+    def compute_loss(self, batch: dict, generator: torch.Generator | None = None) -> StepLoss:
+        loss, parts = self.tokenizer(batch["video"])
+        logs = {"loss": loss, "recon": parts.recon, "psnr": _psnr(parts.recon.detach()), "quant": parts.quant,
+                "codebook/perplexity": parts.perplexity, "codebook/usage": parts.usage}
+        if self.tokenizer.perceptual is not None:
+            logs["perceptual"] = parts.perceptual
+        if self.tokenizer.discriminator is not None:
+            logs["gan"] = parts.gan
+        return StepLoss(loss, logs)
+
+    def trained_modules(self) -> list[nn.Module]:
+        return [self.tokenizer]
+
+    def adversary_modules(self) -> list[nn.Module]:
+        return [] if self.tokenizer.discriminator is None else [self.tokenizer.discriminator]
+
+    def adversary_loss(self, batch: dict) -> torch.Tensor:
+        return self.tokenizer.discriminator_loss(batch["video"])
+
+    def tokens_per_clip(self, batch: dict) -> int:
+        if self._tokens_per_clip is None:
+            with torch.no_grad():
+                self._tokens_per_clip = self.tokenizer.tokenize(batch["video"][:1])[1].numel()
+        return self._tokens_per_clip
+
+    @torch.no_grad()
+    def images(self, batch: dict) -> dict[str, torch.Tensor]:
+        from opengenie.training.callbacks import video_grid
+
+        video = batch["video"][:4]
+        recon = self.tokenizer.decode(self.tokenizer.tokenize(video)[0]).clamp(-1, 1)
+        return {"reconstruction": video_grid([video, recon], ["real", "reconstruction"])}
+
+
+class DynamicsModule(GenieStage):
+    """Stage 2: the latent action model and the dynamics model, trained together.
+
+    tokenizer: the trained tokenizer — a stage-1 checkpoint (`.ckpt`) or an exported world dir.
+        It stays frozen (eval mode, no gradients) and is saved inside this stage's checkpoints.
+    Batches are `{"video": (B, 3, T, H, W) in [-1, 1]}`, optionally with cached
+    `"tokens": (B, T, H', W')` (see `opengenie tokenize`) and true `"actions"` (only logged:
+    the NMI of latent vs true actions at validation).
+    lr, warm-up, schedule: Genie's CoinRun dynamics uses 3e-5 → 3e-6 on a cosine after 5k steps.
+    action_loss_weight: weight of the action model's own loss in the sum.
+    """
+
+    def __init__(self, tokenizer: str, preset: str = "tiny", overrides: dict | None = None,
+                 genie_config: dict | None = None, lr: float = 3e-5, min_lr: float | None = 3e-6,
+                 warmup_steps: int = 5_000, schedule: Schedule = "cosine", betas: tuple[float, float] = (0.9, 0.9),
+                 weight_decay: float = 1e-4, grad_clip: float | None = 1.0, action_loss_weight: float = 1.0,
+                 compile: bool = False) -> None:
+        super().__init__(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, schedule=schedule, betas=betas,
+                         weight_decay=weight_decay, grad_clip=grad_clip, compile=compile)
+        frozen = load_tokenizer(tokenizer)
+        try:
+            config = (GenieConfig.from_dict(genie_config) if genie_config
+                      else GenieConfig(**resolve_config(preset, overrides, tokenizer=frozen.config)))
+        except ValueError as err:
+            raise ValueError(f"model config: {err}") from None
+        if config.tokenizer != frozen.config:
+            raise ValueError(f"genie_config.tokenizer does not match the tokenizer in {tokenizer}")
+        self.save_hyperparameters()
+        self.hparams.genie_config = config_dict(vars(config))
+        self.tokenizer = frozen.requires_grad_(False).eval()
+        self.action_model = LatentActionModel(config.action)
+        self.dynamics = DynamicsModel(config.dynamics)
+
+    def train(self, mode: bool = True) -> "DynamicsModule":
+        super().train(mode)
+        self.tokenizer.eval()  # frozen: fixed tokens, and no dead-code restarts in its codebook
+        return self
+
+    def on_fit_start(self) -> None:
+        cached = getattr(self.trainer.datamodule, "token_fingerprint", None)
+        if cached is not None and cached != tokenizer_fingerprint(self.tokenizer):
+            raise ValueError("the cached tokens were made by another tokenizer than model.tokenizer; "
+                             "re-run `opengenie tokenize` with this tokenizer, or set data.tokens: false")
+
+    # --- the two inputs the dynamics model learns from -------------------------------------
+
+    @torch.no_grad()
+    def tokenize(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, C, T, H, W) → ids (B, T, H', W'), always in fp32: tokens are labels, and
+        bf16 noise would flip near-tied codes (and cached tokens would no longer match)."""
+        with torch.autocast(video.device.type, enabled=False):
+            return self.tokenizer.tokenize(video.float())[1]
+
+    @torch.no_grad()
+    def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, C, T, H, W) → latent actions (B, T−1), with no gradient (Genie §2.1: the
+        dynamics model's loss does not train the action model). The codebook is left as it
+        is here; the action model's own forward pass below counts usage and restarts codes."""
+        quantizer = self.action_model.quantizer
+        was = quantizer.training
+        quantizer.eval()
+        try:
+            return self.action_model.infer_actions(video)
+        finally:
+            quantizer.train(was)
+
+    def compute_loss(self, batch: dict, generator: torch.Generator | None = None) -> StepLoss:
+        video = batch["video"]
+        tokens = batch["tokens"] if "tokens" in batch else self.tokenize(video)
+        actions = self.infer_actions(video)  # (B, T−1)
+        lam = self.action_model(video)
+        dyn = self.dynamics.compute_loss(tokens, actions, generator=generator)
+        loss = dyn.loss + self.hparams.action_loss_weight * lam.loss
+        logs = {"loss": loss, "dynamics/cross_entropy": dyn.loss, "dynamics/accuracy": dyn.accuracy,
+                "dynamics/mask_rate": dyn.mask_rate, "action/loss": lam.loss, "action/recon": lam.parts.recon,
+                "action/psnr": _psnr(lam.parts.recon.detach()), "action/quant": lam.parts.quant,
+                "action/perplexity": lam.parts.perplexity, "action/usage": lam.parts.usage}
+        if not self.training and "actions" in batch:
+            from opengenie.evaluation.actions import nmi
+
+            # actions[:, t] is the action taken after frame t, as latent action t is.
+            logs["action/nmi"] = torch.tensor(nmi(actions.cpu(), batch["actions"][:, :-1].cpu()))
+        return StepLoss(loss, logs)
+
+    def trained_modules(self) -> list[nn.Module]:
+        return [self.action_model, self.dynamics]
+
+    def tokens_per_clip(self, batch: dict) -> int:
+        return batch["video"].shape[2] * math.prod(self.dynamics.config.grid)
+
+    def frozen_forward(self, batch: dict) -> None:
+        if "tokens" not in batch:
+            self.tokenize(batch["video"])
+
+    @torch.no_grad()
+    def images(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Real clips, rollouts from their first frame with the inferred actions, and with
+        random actions: controllability shows as the middle row following the top one."""
+        from opengenie.training.callbacks import video_grid
+
+        video = batch["video"][:4]
+        tokens, actions = self.tokenize(video), self.infer_actions(video)
+        generator = torch.Generator(device=video.device).manual_seed(0)
+        chance = torch.randint(0, self.dynamics.config.num_actions, actions.shape, generator=generator,
+                               device=video.device)
+        rows = [video, self._rollout(tokens[:, :1], actions, generator), self._rollout(tokens[:, :1], chance, generator)]
+        names = ["real", "inferred actions", "random actions"]
+        labels = [None, *([[""] + [f"a{int(a)}" for a in row] for row in acts] for acts in (actions, chance))]
+        return {"rollout": video_grid(rows, names, labels)}
+
+    def _rollout(self, first: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """first tokens (B, 1, H', W'), actions (B, n) → decoded video (B, C, n + 1, H, W).
+
+        Past frames' keys/values are cached, so each MaskGIT step computes one frame."""
+        cache = KVCache(max_frames=self.dynamics.config.max_frames)
+        self.dynamics.prefill(first, self.dynamics.prompt_actions(actions, 1), cache)
+        tokens = first
+        for t in range(actions.shape[1]):
+            tokens = self.dynamics.generate(tokens, actions[:, : t + 1], cache=cache, generator=generator)
+        return self.tokenizer.decode_ids(tokens).clamp(-1, 1)
