@@ -169,7 +169,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a saved world on held-out episodes: metrics.json, report.md, figures")
     p.add_argument("--model", required=True, help="folder of a saved world (config.json + model.safetensors)")
     p.add_argument("--data", required=True, help="episode folder (from `opengenie data coinrun|videos`)")
-    p.add_argument("--split", default="test", help="manifest split to evaluate on: train, val, test or all")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="manifest split to evaluate on (all: every episode)")
     p.add_argument("--num-clips", type=int, default=64, help="clips to evaluate (drawn with --seed)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (FVD needs >= 9; 16 by convention)")
     p.add_argument("--seed", type=int, default=0, help="seed of clip choice, MaskGIT draws and random actions")

@@ -45,8 +45,14 @@ def _check_inputs(model: Path, data: Path, skip: tuple[str, ...]) -> None:
 
 
 def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed: int, image_size) -> tuple:
-    from opengenie.data import EpisodeClipDataset
+    from opengenie.data import EpisodeClipDataset, episode_paths, read_manifest
 
+    if not episode_paths(data):
+        raise ValueError(f"no episodes in {data}; make some with `opengenie data coinrun --out {data} ...` "
+                         "or `opengenie data videos`")
+    if split is not None and read_manifest(data) is None:
+        raise ValueError(f"{data} has no manifest.json, so it has no {split!r} split; "
+                         "evaluate every episode with --split all")
     try:
         ds = EpisodeClipDataset(data, seq_len=frames, split=split, seed=seed, with_actions=True)
     except ValueError as err:
