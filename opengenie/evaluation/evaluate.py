@@ -26,7 +26,6 @@ from opengenie.evaluation.image_metrics import psnr, ssim
 from opengenie.evaluation.rollout import reconstruct, teacher_forced
 from opengenie.genie import Genie
 
-METRICS = ("tokenizer", "rollout", "controllability", "fvd", "lpips", "dynamics", "actions")
 SKIPPABLE = ("fvd", "lpips")  # the two that need pretrained networks (and most of the time)
 FVD_MIN_FRAMES = 9  # I3D's temporal receptive field; FVD convention is 16
 
