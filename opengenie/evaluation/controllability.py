@@ -85,5 +85,5 @@ def action_grid(world: Genie, prompt: torch.Tensor, steps: int, seed: int) -> to
     All rows share the MaskGIT seed, so rows differ only where the actions differ.
     """
     a = world.num_actions
-    actions = torch.arange(a, device=world._device)[:, None].expand(a, steps)  # (A, steps)
+    actions = torch.arange(a, device=prompt.device)[:, None].expand(a, steps)  # (A, steps)
     return world.rollout(prompt.expand(a, -1, -1, -1, -1), actions, seed=seed)

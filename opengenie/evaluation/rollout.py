@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from opengenie.dynamics import DynamicsModel
 from opengenie.genie import Genie
+from opengenie.maskgit import training_mask_rate
 
 
 def _windows(frames: int, size: int, overlap: int) -> list[tuple[int, int]]:
@@ -74,7 +76,8 @@ def play(world: Genie, video: torch.Tensor, actions: torch.Tensor, seed: int) ->
     if actions.shape != (video.shape[0], video.shape[2] - 1):
         raise ValueError(f"expected one action per transition, (B, T−1) = "
                          f"{(video.shape[0], video.shape[2] - 1)}, got {tuple(actions.shape)}")
-    return world.rollout(video[:, :, :1], actions.to(world._device), seed=seed).to(video.device)
+    device = next(world.parameters()).device
+    return world.rollout(video[:, :, :1], actions.to(device), seed=seed).to(video.device)
 
 
 @dataclass
@@ -121,14 +124,13 @@ def teacher_forced(world: Genie, video: torch.Tensor, actions: torch.Tensor,
     return TeacherForced(**{k: torch.stack(v).mean(0).cpu() for k, v in rows.items()})
 
 
-def _masked(dyn, tokens: torch.Tensor, actions: torch.Tensor, generator: torch.Generator):
+def _masked(dyn: DynamicsModel, tokens: torch.Tensor, actions: torch.Tensor,
+            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-clip (B,) cross-entropy and accuracy under the training masks of `compute_loss`.
 
     Same draws as `DynamicsModel.compute_loss` (rate ~ U(min, 1) per clip, then Bernoulli),
     but reduced per clip so clips can be averaged across batches of any size.
     """
-    from opengenie.maskgit import training_mask_rate
-
     b = tokens.shape[0]
     rate = training_mask_rate(b, dyn.config.mask_rate_min, generator, tokens.device)  # (B,)
     mask = torch.rand(tokens.shape, generator=generator, device=tokens.device) < rate[:, None, None, None]
