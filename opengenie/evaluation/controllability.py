@@ -8,6 +8,10 @@ frame with actions drawn uniformly at random from the latent codebook. The paper
 (one prompt frame, then the actions of the transitions up to frame index 4). A world whose
 actions do nothing scores 0; the more the inferred actions reproduce the real clip compared
 with random ones, the larger ΔtPSNR.
+
+One rollout of T−1 actions gives ΔtPSNR at every t at once: frame t depends only on the
+actions before it and on MaskGIT draws made before later frames are generated, so it equals
+the frame a rollout stopped at t would produce.
 """
 
 from __future__ import annotations
