@@ -92,3 +92,11 @@ def test_action_grid_rows_differ_only_by_action(world, video):
     assert grid.shape == (world.num_actions, 3, 4, 64, 64)
     assert torch.equal(grid[0, :, 0], grid[-1, :, 0])  # one prompt
     assert not torch.equal(grid[0, :, 1:], grid[1, :, 1:])  # the action changes what follows
+
+
+def test_frame_t_of_a_long_rollout_equals_a_rollout_stopped_at_t(world, video):
+    """ΔtPSNR at t = 4 from a long rollout equals that of a rollout given only the actions up to frame 4."""
+    actions = torch.randint(0, world.num_actions, (2, 7), generator=torch.Generator().manual_seed(2))
+    long = play(world, video[:, :, :8], actions, seed=5)
+    short = play(world, video[:, :, :5], actions[:, :4], seed=5)
+    assert torch.equal(long[:, :, :5], short)
