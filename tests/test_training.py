@@ -1,0 +1,274 @@
+"""Training through Lightning: configs, both stages end to end on real CoinRun clips, exact
+resumption, cached tokens, export, error messages, the GAN variant's two optimisers."""
+
+import csv
+import glob
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("lightning")
+pytest.importorskip("procgen")
+
+import lightning as L  # noqa: E402
+
+from opengenie import Genie  # noqa: E402
+from opengenie.data import generate_coinrun  # noqa: E402
+from opengenie.training import (DynamicsModule, GenieDataModule, ResumableSampler, TokenClipDataset,  # noqa: E402
+                                TokenizerModule, export, main, tokenize_episodes)
+from opengenie.training.callbacks import GenieCheckpoint  # noqa: E402
+from opengenie.training.cli import parse  # noqa: E402
+from opengenie.training.schedule import WarmupSchedule  # noqa: E402
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+SEQ = 4  # frames per clip in these tests (the tiny models take up to 8)
+
+
+@pytest.fixture(scope="module")
+def coinrun(tmp_path_factory):
+    """A few real CoinRun levels of ~40 steps."""
+    out = tmp_path_factory.mktemp("coinrun")
+    generate_coinrun(out, levels=3, steps_per_level=40, progress=False)
+    return out
+
+
+def _args(config: str, data: Path, run: Path, steps: int, *extra: str) -> list[str]:
+    """CLI arguments for a short, quiet run of a shipped config on the test data."""
+    return ["fit", "--config", str(CONFIGS / config), "--data.data", str(data), "--data.seq_len", str(SEQ),
+            "--data.batch_size", "2", "--data.num_workers", "0", "--data.train_split", "null",
+            "--data.val_split", "null", "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(run),
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.log_every_n_steps", "1", "--checkpoint.dirpath", str(run / "ckpt"),
+            "--checkpoint.every_n_train_steps", "2", "--images.every_n_steps", "2", *extra]
+
+
+def _csv_losses(run: Path) -> dict[int, float]:
+    """step → train/loss from the CSV logger's metrics.csv files under `run`."""
+    losses = {}
+    for path in sorted(glob.glob(str(run / "**" / "metrics.csv"), recursive=True)):
+        for row in csv.DictReader(open(path)):
+            if row.get("train/loss"):
+                losses[int(row["step"])] = float(row["train/loss"])
+    return losses
+
+
+CSV = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_run(coinrun, tmp_path_factory):
+    """Stage 1 of the tiny config, 2 steps, through the `opengenie train` command."""
+    from opengenie.cli import main as opengenie
+
+    run = tmp_path_factory.mktemp("tok")
+    opengenie(["train", "tokenizer", *_args("tokenizer/tiny.yaml", coinrun, run, 2)[1:]])
+    return run
+
+
+def test_shipped_configs_parse():
+    """Every YAML under configs/ parses, type-checks and resolves to valid model configs."""
+    paths = sorted(CONFIGS.glob("*/*.yaml"))
+    assert {p.stem for p in paths} >= {"tiny", "coinrun"} and len(paths) >= 4
+    for path in paths:
+        config = parse(str(path))
+        stage = path.parent.name
+        assert config["model"]["class_path"].endswith({"tokenizer": "TokenizerModule", "dynamics": "DynamicsModule"}[stage])
+        assert config["trainer"]["max_steps"] > 0 and config["checkpoint"]["save_last"]
+
+
+def test_stage1_two_steps(tokenizer_run):
+    """`opengenie train tokenizer` runs, writes last.ckpt with the full GenieConfig, the data
+    position and the random state, and logs reconstructions, codebook health and MFU."""
+    ckpt = torch.load(tokenizer_run / "ckpt" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2
+    assert set(ckpt["hyper_parameters"]["genie_config"]) == {"tokenizer", "action", "dynamics"}
+    assert ckpt["GenieDataModule"]["consumed"] == 2 * 2 and "rng" in ckpt
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(glob.glob(str(tokenizer_run / "**" / "events.*"), recursive=True)[0])
+    events.Reload()
+    assert "images/reconstruction" in events.Tags()["images"]
+    assert {"train/loss", "train/codebook/perplexity", "perf/tokens_per_s", "perf/mfu"} <= set(events.Tags()["scalars"])
+
+
+@pytest.fixture(scope="module")
+def dynamics_run(coinrun, tokenizer_run, tmp_path_factory):
+    """Stage 2 of the tiny config, 2 steps, encoding clips on the fly."""
+    run = tmp_path_factory.mktemp("dyn")
+    main(_args("dynamics/tiny.yaml", coinrun, run, 2, "--data.tokens", "false",
+               "--model.init_args.tokenizer", str(tokenizer_run / "ckpt" / "last.ckpt")), stage="dynamics")
+    return run
+
+
+def test_stage2_two_steps_and_export(dynamics_run, tokenizer_run, tmp_path):
+    """Stage 2 trains; its checkpoint exports to a dir that Genie.from_pretrained loads and steps."""
+    from opengenie.cli import main as opengenie
+
+    ckpt = dynamics_run / "ckpt" / "last.ckpt"
+    opengenie(["export", "--dynamics", str(ckpt), "--tokenizer", str(tokenizer_run / "ckpt" / "last.ckpt"),
+               "--out", str(tmp_path / "world"), "--dtype", "bf16"])
+    world = Genie.from_pretrained(tmp_path / "world")
+    frame = world.reset(np.zeros((64, 64, 3), np.uint8), seed=0)
+    assert frame.shape == (64, 64, 3) and world.step(1).shape == (64, 64, 3)
+    trained = torch.load(ckpt, weights_only=True)["state_dict"]["dynamics.head.weight"]
+    assert torch.equal(world.dynamics.head.weight, trained.to(torch.bfloat16).float())
+
+
+def test_export_refuses_another_tokenizer(dynamics_run, tmp_path):
+    """Exporting with a tokenizer other than the one stage 2 trained on is an error."""
+    other = TokenizerModule(preset="tiny")  # untrained: not the tokenizer stage 2 used
+    torch.save({"state_dict": other.state_dict(), "hyper_parameters": dict(other.hparams)}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="another tokenizer"):
+        export(dynamics_run / "ckpt" / "last.ckpt", tmp_path / "w", tokenizer=tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="tokenizer \\(stage 1\\) checkpoint"):
+        export(tmp_path / "other.ckpt", tmp_path / "w")
+
+
+def test_cached_tokens_give_the_same_loss(coinrun, tokenizer_run):
+    """Cached tokens equal on-the-fly ones and give the same stage-2 loss with the same masks."""
+    module = DynamicsModule(str(tokenizer_run / "ckpt" / "last.ckpt")).eval()
+    tokenize_episodes(module.tokenizer, coinrun, seq_len=SEQ, batch_size=3, progress=False)
+    data = TokenClipDataset(coinrun, SEQ)
+    batch = torch.utils.data.default_collate([data[i] for i in (0, 5, len(data) - 1)])
+    cached = module.compute_loss(batch, torch.Generator().manual_seed(0))
+    fresh = module.compute_loss({k: v for k, v in batch.items() if k != "tokens"}, torch.Generator().manual_seed(0))
+    assert torch.equal(module.tokenize(batch["video"]), batch["tokens"])
+    assert torch.allclose(cached.loss, fresh.loss, rtol=1e-6)
+    with pytest.raises(ValueError, match="seq_len=4"):
+        TokenClipDataset(coinrun, SEQ + 1)
+
+
+class _Recorder(L.Callback):
+    """Losses of every training step, and a SIGTERM sent to this process after step `kill_at`."""
+
+    def __init__(self, kill_at: int | None = None) -> None:
+        self.losses, self.kill_at = {}, kill_at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses[trainer.global_step] = float(outputs["loss"])
+        if trainer.global_step == self.kill_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _stage2_fit(tokenizer_ckpt: Path, data: Path, run: Path, steps: int, recorder: _Recorder, ckpt_path=None):
+    L.seed_everything(0)
+    module = DynamicsModule(str(tokenizer_ckpt), preset="tiny", lr=3e-3, warmup_steps=2)
+    datamodule = GenieDataModule(str(data), seq_len=SEQ, batch_size=2, num_workers=1, train_split=None,
+                                 val_split=None, tokens=True)
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        use_distributed_sampler=False, default_root_dir=run,
+                        callbacks=[recorder, GenieCheckpoint(dirpath=str(run / "ckpt"), every_n_train_steps=100)])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+
+def test_killed_and_resumed_run_repeats_the_losses(coinrun, tokenizer_run, tmp_path):
+    """SIGTERM writes last.ckpt after the current step; resuming from it gives exactly the
+    losses of an uninterrupted run (model, optimiser, schedule, random streams, data position)."""
+    ckpt = tokenizer_run / "ckpt" / "last.ckpt"
+    tokenize_episodes(DynamicsModule(str(ckpt)).tokenizer, coinrun, seq_len=SEQ, progress=False)
+    whole = _Recorder()
+    _stage2_fit(ckpt, coinrun, tmp_path / "a", 6, whole)
+    killed = _Recorder(kill_at=3)
+    with pytest.raises(SystemExit):
+        _stage2_fit(ckpt, coinrun, tmp_path / "b", 6, killed)
+    assert sorted(killed.losses) == [1, 2, 3] and (tmp_path / "b" / "ckpt" / "last.ckpt").is_file()
+    resumed = _Recorder()
+    _stage2_fit(ckpt, coinrun, tmp_path / "b", 6, resumed, ckpt_path="last")
+    assert sorted(resumed.losses) == [4, 5, 6]
+    assert {**killed.losses, **resumed.losses} == pytest.approx(whole.losses, rel=1e-6, abs=0)
+
+
+def test_stage1_resume_through_the_cli(coinrun, tmp_path):
+    """`--ckpt_path last` continues a stopped stage-1 run with the uninterrupted run's losses."""
+    main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "a", 4, *CSV, str(tmp_path / "a")))
+    main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "b", 2, *CSV, str(tmp_path / "b")))
+    main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "b", 4, *CSV, str(tmp_path / "b"), "--ckpt_path", "last"))
+    whole, parts = _csv_losses(tmp_path / "a"), _csv_losses(tmp_path / "b")
+    assert len(whole) == 4 and parts == pytest.approx(whole, rel=1e-6, abs=0)
+
+
+def test_invalid_config_values_give_clear_errors(coinrun, tmp_path):
+    """Wrong values fail before training with a message naming the setting."""
+    base = _args("tokenizer/tiny.yaml", coinrun, tmp_path, 1)
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        main([*base, "--model.init_args.preset", "huge"])
+    with pytest.raises(ValueError, match="model.lr must be > 0"):
+        main([*base, "--model.init_args.lr", "-1"])
+    with pytest.raises(ValueError, match="tokenizer.*unknown TokenizerConfig fields \\['dimm'\\]"):
+        main([*base, "--model.init_args.overrides", "{tokenizer: {dimm: 3}}"])
+    with pytest.raises(ValueError, match="patch_size=5"):
+        main([*base, "--model.init_args.overrides", "{tokenizer: {patch_size: 5}}"])
+    with pytest.raises(ValueError, match="needs a config whose model is DynamicsModule"):
+        main(base, stage="dynamics")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        main([*base, "--data.data", str(tmp_path / "nowhere")])
+    with pytest.raises(SystemExit):  # a type error: jsonargparse names the key and exits
+        main([*base, "--trainer.max_steps", "many"])
+
+
+class _Poisoned(TokenizerModule):
+    """A tokenizer whose weights turn NaN before step 2."""
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.global_step == 2:
+            self.tokenizer.decoder_pos.data.fill_(float("nan"))
+
+
+def test_non_finite_loss_names_the_step(coinrun):
+    """A NaN loss stops training with a FloatingPointError that says at which step."""
+    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, use_distributed_sampler=False)
+    data = GenieDataModule(str(coinrun), seq_len=SEQ, batch_size=2, num_workers=0, train_split=None, val_split=None)
+    with pytest.raises(FloatingPointError, match="step 2"):
+        trainer.fit(_Poisoned(warmup_steps=1), datamodule=data)
+
+
+def test_gan_variant_uses_two_optimisers(coinrun):
+    """The MagViT-2 tokenizer with a GAN loss trains by manual optimisation: the generator's
+    optimiser holds no discriminator weight, and both players' weights move."""
+    conv = lambda i, o: {"in_channels": i, "out_channels": o, "kernel_size": 3}  # noqa: E731
+    overrides = {"tokenizer": {
+        "kind": "magvit2", "code_dim": 6, "codebook_size": 64, "gan_loss_weight": 0.1, "perceptual_model": None,
+        "enc_desc": [["causal", conv(3, 8)], ["spacetime_downsample", {**conv(8, 8), "time_factor": 1, "space_factor": 4}],
+                     ["proj_out", {"in_channels": 8, "out_channels": 6}]],
+        "dec_desc": [["causal", conv(6, 8)], ["spacetime_upsample", {"in_channels": 8, "time_factor": 1, "space_factor": 4}],
+                     ["proj_out", {"in_channels": 8, "out_channels": 3}]],
+        "disc_kwargs": {"inp_size": [64, 64], "model_dim": 8, "dim_mults": [1, 2], "down_step": [4, 4], "num_groups": 4}}}
+    module = TokenizerModule(overrides=overrides, warmup_steps=1)
+    assert not module.automatic_optimization
+    disc = module.tokenizer.discriminator
+    before = {n: p.detach().clone() for n, p in module.tokenizer.named_parameters()}
+    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, use_distributed_sampler=False)
+    trainer.fit(module, datamodule=GenieDataModule(str(coinrun), seq_len=SEQ, batch_size=2, num_workers=0,
+                                                   train_split=None, val_split=None))
+    opt_g, opt_d = (o.optimizer if hasattr(o, "optimizer") else o for o in trainer.optimizers)
+    in_g = {id(p) for g in opt_g.param_groups for p in g["params"]}
+    assert not in_g & {id(p) for p in disc.parameters()}
+    assert {id(p) for g in opt_d.param_groups for p in g["params"]} == {id(p) for p in disc.parameters()}
+    moved = {n for n, p in module.tokenizer.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert any(n.startswith("discriminator.") for n in moved) and any(n.startswith("encoder.") for n in moved)
+
+
+def test_sampler_stream_resumes_and_splits_over_ranks():
+    """The data stream is a permutation per epoch; ranks read disjoint runs of it; starting
+    at a position continues the same stream (with any number of ranks)."""
+    take = lambda it, n: [next(it) for _ in range(n)]  # noqa: E731
+    whole = take(iter(ResumableSampler(10, 2, seed=3)), 40)
+    assert sorted(i for e, i in whole[:10]) == list(range(10)) and whole[10][0] == 1
+    ranks = [take(iter(ResumableSampler(10, 2, seed=3, rank=r, world_size=2)), 10) for r in range(2)]
+    interleaved = [x for step in range(5) for r in range(2) for x in ranks[r][2 * step: 2 * step + 2]]
+    assert interleaved == whole[:20]
+    assert take(iter(ResumableSampler(10, 2, seed=3, start=14)), 6) == whole[14:20]
+
+
+def test_schedule_warms_up_then_decays():
+    """Linear warm-up to the peak, then constant or a cosine down to min_lr at the last step."""
+    cosine = WarmupSchedule(warmup_steps=10, total_steps=110, kind="cosine", min_ratio=0.1)
+    assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0)
+    assert cosine(60) == pytest.approx(0.55) and cosine(110) == pytest.approx(0.1) and cosine(500) == pytest.approx(0.1)
+    assert WarmupSchedule(10, 110)(50) == 1.0
