@@ -66,7 +66,7 @@ def test_tiny_tokenizer_overfits_one_clip():
     tok = VideoTokenizer(presets.tiny().tokenizer)
     from opengenie.data.synthetic import moving_square
 
-    video, _ = moving_square(1, 4, seed=3)
+    video, _, _ = moving_square(1, 4, seed=3)
     opt = torch.optim.AdamW(tok.parameters(), lr=3e-3)
     first = None
     for step in range(300):

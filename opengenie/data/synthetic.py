@@ -15,11 +15,12 @@ MOVES = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1), (1, -1))
 
 
 def moving_square(num_clips: int, frames: int, *, size: int = 64, square: int = 16, step: int = 8,
-                  num_moves: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                  num_moves: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Clips of a square moved by random moves.
 
-    Returns video (N, 3, T, size, size) float in [-1, 1] and moves (N, T−1) int64 in
-    [0, num_moves), where moves[:, t] carries frame t to frame t+1.
+    Returns video (N, 3, T, size, size) float in [-1, 1], moves (N, T−1) int64 in
+    [0, num_moves), where moves[:, t] carries frame t to frame t+1, and the world's exact state
+    as tokens (N, T, size/step, size/step) int64: 1 where a cell is covered by the square, else 0.
     """
     if not 1 <= num_moves <= len(MOVES):
         raise ValueError(f"num_moves must lie in 1..{len(MOVES)}, got {num_moves}")
@@ -29,6 +30,7 @@ def moving_square(num_clips: int, frames: int, *, size: int = 64, square: int = 
     cells = size // step
     moves = rng.integers(0, num_moves, size=(num_clips, frames - 1))
     video = np.zeros((num_clips, frames, size, size, 3), dtype=np.float32)
+    cells_covered = np.zeros((num_clips, frames, cells, cells), dtype=np.int64)
     for n in range(num_clips):
         background = rng.uniform(0.0, 0.4, size=3)
         colour = rng.uniform(0.6, 1.0, size=3)
@@ -42,5 +44,6 @@ def moving_square(num_clips: int, frames: int, *, size: int = 64, square: int = 
             rows = (np.arange(square) + y * step) % size
             cols = (np.arange(square) + x * step) % size
             frame[np.ix_(rows, cols)] = colour
+            cells_covered[n, t][np.ix_(rows[::step] // step, cols[::step] // step)] = 1
     video = torch.from_numpy(video).permute(0, 4, 1, 2, 3) * 2 - 1  # (N, 3, T, H, W)
-    return video.contiguous(), torch.from_numpy(moves).long()
+    return video.contiguous(), torch.from_numpy(moves).long(), torch.from_numpy(cells_covered)
