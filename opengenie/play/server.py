@@ -1,0 +1,263 @@
+"""The play server: a web page where a person plays a world with the keyboard.
+
+    opengenie play --model worlds/coinrun --data data/coinrun     # then open http://127.0.0.1:8000
+
+Routes (the protocol is described in docs/play.md):
+    GET  /                               the page (static/index.html, play.js, play.css)
+    GET  /api/info                       the world: actions, frame size, upload limit
+    GET  /api/samples                    starting frames from --data, as PNG data URLs
+    WS   /ws                             one session: JSON messages, frames as base64 PNG
+    POST /api/sessions/{id}/prompt       body = a PNG/JPEG/WebP image: restart from it
+    GET  /api/sessions/{id}/session.gif  the frames played since the last (re)start
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import socket
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+
+from opengenie.genie import Genie
+from opengenie.images import ImageLike, load_frames
+from opengenie.play.render import gif_bytes, upscale
+from opengenie.play.samples import sample_frames
+from opengenie.play.sessions import Session, SessionLimitError, SessionPool
+
+MAX_UPLOAD_BYTES = 10 * 2**20
+UPLOAD_FORMATS = ["PNG", "JPEG", "WEBP"]
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("opengenie.play")
+
+
+def png_data_url(frame: np.ndarray) -> str:
+    """(H, W, 3) uint8 → "data:image/png;base64,..." (lossless: the page scales it up crisply)."""
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def decode_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """Uploaded file bytes → prompt (1, H, W, 3) uint8; ValueError unless PNG, JPEG or WebP."""
+    try:
+        with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
+            img.load()
+            return load_frames(img.convert("RGB"), size)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ValueError(f"not a PNG, JPEG or WebP image the server can read ({err})") from None
+
+
+def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Path | None = None,
+               steps: int | None = None, temperature: float | None = None, max_sessions: int = 16,
+               idle_timeout: float = 600.0, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """The web app over one loaded world. Sessions start from `prompt` when given, else from
+    the first sample frame of `data` (an episode folder), else from a plain mid-grey frame."""
+    size = world.image_size
+    samples = sample_frames(data) if data is not None else []
+    if prompt is not None:
+        default = load_frames(prompt, size)
+    elif samples:
+        default = load_frames(samples[0].frame, size)
+    else:
+        default = np.full((1, *size, 3), 127, dtype=np.uint8)
+    pool = SessionPool(world, default, steps, temperature, max_sessions, idle_timeout)
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(min(30.0, idle_timeout / 4))
+            for session in pool.expire():
+                if session.on_expire is not None:
+                    await session.on_expire()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        sweeper = asyncio.create_task(sweep())
+        yield
+        sweeper.cancel()
+        pool.shutdown()
+
+    app = FastAPI(title="opengenie play", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.pool = pool
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"type": "error", "message": message}, status_code=status)
+
+    def frame_message(session: Session, frame: np.ndarray, started: float) -> dict:
+        return {"type": "frame", "step": session.steps, "frames": len(session.frames),
+                "ms": round(1000 * (time.perf_counter() - started), 1), "image": png_data_url(frame)}
+
+    @app.get("/")
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/info")
+    async def info() -> dict:
+        return {"num_actions": world.num_actions, "image_size": list(size), "samples": len(samples),
+                "max_upload_bytes": max_upload_bytes, "upload_formats": UPLOAD_FORMATS}
+
+    @app.get("/api/samples")
+    async def list_samples() -> list:
+        return [{"index": i, "label": s.label, "image": png_data_url(s.frame)} for i, s in enumerate(samples)]
+
+    @app.post("/api/sessions/{session_id}/prompt")
+    async def upload(session_id: str, request: Request):
+        session = pool.get(session_id)
+        if session is None:
+            return error(404, "no such session (it ended or idled out); reload the page")
+        body, too_big = bytearray(), False
+        async for chunk in request.stream():  # read it all so the client sees the reply, keep none past the limit
+            too_big = too_big or len(body) + len(chunk) > max_upload_bytes
+            if not too_big:
+                body += chunk
+        if too_big:
+            return error(413, f"the image is larger than {max_upload_bytes // 2**20} MB; use a smaller file")
+        try:
+            frames = await asyncio.get_running_loop().run_in_executor(None, decode_upload, bytes(body), size)
+        except ValueError as err:
+            return error(415, str(err))
+        started = time.perf_counter()
+        async with session.lock:
+            frame = await pool.start(session, frames)
+        return frame_message(session, frame, started)
+
+    @app.get("/api/sessions/{session_id}/session.gif")
+    async def download(session_id: str, scale: int = 4, fps: float = 8) -> Response:
+        session = pool.get(session_id)
+        if session is None:
+            return error(404, "no such session (it ended or idled out); reload the page")
+        if not (1 <= scale <= 8 and 0 < fps <= 60):
+            return error(400, f"expected scale in 1..8 and fps in (0, 60], got scale={scale}, fps={fps}")
+        frames = upscale(np.stack(session.frames), scale)
+        data = await asyncio.get_running_loop().run_in_executor(None, gif_bytes, frames, fps)
+        return Response(data, media_type="image/gif",
+                        headers={"Content-Disposition": 'attachment; filename="opengenie-session.gif"'})
+
+    async def handle(session: Session, message: dict) -> dict:
+        """One client message → the reply to send (a frame, or an error the page shows)."""
+        started = time.perf_counter()
+        if message.get("text") is None:
+            raise ValueError("expected a JSON text message, got binary data (upload images by POST)")
+        try:
+            request = json.loads(message["text"])
+        except json.JSONDecodeError:
+            raise ValueError(f"expected a JSON message, got {message['text'][:80]!r}") from None
+        kind = request.get("type") if isinstance(request, dict) else None
+        if kind == "action":
+            action = request.get("action")
+            if isinstance(action, bool) or not isinstance(action, int) or not 0 <= action < world.num_actions:
+                raise ValueError(f"action must be an integer in 0..{world.num_actions - 1}, got {action!r}")
+            frame = await pool.act(session, action)
+        elif kind == "reset":
+            frame = await pool.start(session)
+        elif kind == "sample":
+            index = request.get("index")
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(samples):
+                raise ValueError(f"sample index must be an integer in 0..{len(samples) - 1}, got {index!r}"
+                                 if samples else "this server offers no sample frames (start it with --data)")
+            frame = await pool.start(session, load_frames(samples[index].frame, size))
+        else:
+            raise ValueError(f'expected {{"type": "action" | "reset" | "sample", ...}}, got {str(request)[:80]}')
+        return frame_message(session, frame, started)
+
+    @app.websocket("/ws")
+    async def play(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            session = pool.create()
+        except SessionLimitError as err:
+            await ws.send_json({"type": "error", "message": str(err)})
+            await ws.close(code=1013)
+            return
+        session.on_expire = lambda: _close_quietly(ws, 4000, "idle for too long; reload to play again")
+        try:
+            await ws.send_json({"type": "hello", "session": session.id, **(await info())})
+            started = time.perf_counter()
+            async with session.lock:
+                await ws.send_json(frame_message(session, await pool.start(session), started))
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                try:
+                    async with session.lock:
+                        reply = await handle(session, message)
+                except ValueError as err:
+                    reply = {"type": "error", "message": str(err)}
+                except Exception as err:  # a failing step must not end the other sessions
+                    log.exception("step failed")
+                    reply = {"type": "error", "message": f"the world failed to step: {err}"}
+                await ws.send_json(reply)
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the tab went away (RuntimeError: sending after the idle sweep closed it)
+        finally:
+            pool.close(session.id)
+
+    return app
+
+
+async def _close_quietly(ws: WebSocket, code: int, reason: str) -> None:
+    try:
+        await ws.close(code=code, reason=reason)
+    except RuntimeError:
+        pass  # already closed
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+class BackgroundServer:
+    """Serve an app from a thread (for notebooks and tests): `with BackgroundServer(app) as url:`."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.sock = _bind(host, port)
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=2**20))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError(f"the server at {self.url} failed to start")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def serve(model: str | Path | Genie, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu", **options) -> None:
+    """Load a saved world (or take a loaded one) and serve the play page until Ctrl+C.
+    `options` go to `create_app` (prompt, data, steps, temperature, max_sessions, ...)."""
+    import uvicorn
+
+    world = model if isinstance(model, Genie) else Genie.from_pretrained(model, device=device)
+    app = create_app(world, **options)
+    try:
+        sock = _bind(host, port)
+    except OSError as err:
+        raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}); pick another --port") from None
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}"
+    print(f"opengenie play: open {url} in a browser  ({world.num_actions} actions; Ctrl+C to stop)", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"opengenie play: listening on {host}: anyone who can reach this machine can play", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=2**20)).run(sockets=[sock])
