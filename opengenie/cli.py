@@ -197,8 +197,83 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="play a world from a prompt image: a GIF/MP4 rollout, or the --grid of every action")
+    p.add_argument("--model", required=True, help="a saved world (folder with config.json + model.safetensors)")
+    p.add_argument("--prompt", nargs="+", required=True, help="prompt image(s), any size (resized); several = context")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--actions", default=None, help="comma-separated latent action ids, e.g. 0,3,3,1")
+    how.add_argument("--random", type=int, default=None, metavar="N", help="N uniformly random actions")
+    how.add_argument("--grid", action="store_true", help="every action from the same prompt, one row each (PNG)")
+    p.add_argument("--frames-per-action", type=int, default=6, help="with --grid: frames each action is held")
+    p.add_argument("--out", required=True, help="rollout.gif | rollout.mp4 | grid.png (with --grid)")
+    p.add_argument("--steps", type=int, default=None, help="MaskGIT steps per frame (default: the model's)")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of --random")
+    p.add_argument("--fps", type=float, default=8, help="frames per second of the GIF/MP4")
+    p.add_argument("--scale", type=int, default=None, help="nearest-neighbour upscaling (default 4; 2 for --grid)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+    def run(args: argparse.Namespace) -> None:
+        from pathlib import Path
+
+        import numpy as np
+
+        from opengenie.genie import Genie
+        from opengenie.play.render import action_grid, rollout_frames, write_video
+
+        out = Path(args.out)
+        if args.grid != (out.suffix.lower() == ".png"):
+            raise ValueError(f"--out {out.name}: write the --grid as .png and rollouts as .gif or .mp4")
+        world = Genie.from_pretrained(args.model, device=args.device)
+        prompt = args.prompt if len(args.prompt) > 1 else args.prompt[0]
+        if args.grid:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            action_grid(world, prompt, args.frames_per_action, args.steps, args.temperature, args.seed,
+                        scale=args.scale or 2).save(out)
+            print(f"wrote {out}: {world.num_actions} actions x {args.frames_per_action} frames")
+            return
+        if args.actions is not None:
+            try:
+                actions = [int(a) for a in args.actions.split(",") if a.strip()]
+            except ValueError:
+                raise ValueError(f"--actions expects comma-separated integers, got {args.actions!r}") from None
+        else:
+            n = 16 if args.random is None else args.random
+            actions = np.random.default_rng(args.seed).integers(world.num_actions, size=n).tolist()
+        frames = rollout_frames(world, prompt, actions, args.steps, args.temperature, args.seed)
+        write_video(frames, out, fps=args.fps, scale=args.scale or 4)
+        print(f"wrote {out}: {len(frames)} frames (actions {','.join(map(str, actions))})")
+
+    p.set_defaults(func=run)
+
+
+def _add_play(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("play", help="play a world in the browser: a local web page, keys 1..N take latent actions")
+    p.add_argument("--model", required=True, help="a saved world (folder with config.json + model.safetensors)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 lets other machines play (no authentication)")
+    p.add_argument("--data", default=None, help="episode folder (opengenie data coinrun) to offer starting frames")
+    p.add_argument("--prompt", default=None, help="image every session starts from (default: first --data frame)")
+    p.add_argument("--steps", type=int, default=None, help="MaskGIT steps per frame (default: the model's)")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the model's)")
+    p.add_argument("--max-sessions", type=int, default=16, help="tabs playing at once")
+    p.add_argument("--idle-timeout", type=float, default=600, help="seconds before an idle tab's session is freed")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+    def run(args: argparse.Namespace) -> None:
+        from opengenie.play.server import serve
+
+        serve(args.model, host=args.host, port=args.port, device=args.device, data=args.data,
+              prompt=args.prompt, steps=args.steps, temperature=args.temperature,
+              max_sessions=args.max_sessions, idle_timeout=args.idle_timeout)
+
+    p.set_defaults(func=run)
+
+
 # Sub-commands, in the order `opengenie --help` lists them.
-_SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add_export, _add_eval]
+_SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add_export, _add_eval,
+             _add_generate, _add_play]
 
 
 def build_parser() -> argparse.ArgumentParser:
