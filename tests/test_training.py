@@ -272,3 +272,22 @@ def test_schedule_warms_up_then_decays():
     assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0)
     assert cosine(60) == pytest.approx(0.55) and cosine(110) == pytest.approx(0.1) and cosine(500) == pytest.approx(0.1)
     assert WarmupSchedule(10, 110)(50) == 1.0
+
+
+def test_shard_stream_resumes_exactly(coinrun, tmp_path):
+    """Training from tar shards: a stream told to skip k batches continues the full stream,
+    across an epoch boundary too."""
+    pytest.importorskip("webdataset")
+    from opengenie.data import write_shards
+    from opengenie.training.data import ShardStream
+
+    write_shards(coinrun, tmp_path / "shards", chunk_frames=20, progress=False)  # 30 clips: 15 batches an epoch
+
+    def batches(skip: int, n: int) -> list[dict]:
+        stream = ShardStream(str(tmp_path / "shards"), SEQ, 1, 2, 0, seed=0, rank=0, world_size=1, skip=skip)
+        return [batch for _, batch in zip(range(n), stream)]
+
+    whole, resumed = batches(0, 20), batches(13, 7)
+    assert all(torch.equal(a["video"], b["video"]) for a, b in zip(whole[13:], resumed))
+    data = GenieDataModule(shards=str(tmp_path / "shards"), seq_len=SEQ, batch_size=2)
+    assert isinstance(data.train_dataloader(), ShardStream) and data.sample_batch(2) is None

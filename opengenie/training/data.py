@@ -10,6 +10,10 @@ reached a training step), and even on a different number of ranks.
 Ranks take turns: each step consumes B·W clips of the stream (B per rank, W ranks), and rank
 r reads the r-th run of B. Lightning must not wrap the sampler in a DistributedSampler: the
 CLI sets `trainer.use_distributed_sampler: false` for that.
+
+Tar shards (`opengenie data shards`) stream instead of being indexed: `ShardStream` reads
+them epoch after epoch, each rank its own shards, and resumes by reading and dropping the
+batches already trained on (exact, as the stream is deterministic; it costs a re-read).
 """
 
 from __future__ import annotations
@@ -73,27 +77,64 @@ class EpochIndexed(Dataset):
         return self.dataset[index]
 
 
+class ShardStream:
+    """Endless batches of clips from tar shards for one rank: epoch 0, 1, ... of
+    `ShardClipDataset`; the first `skip` batches are read and dropped (resumption)."""
+
+    def __init__(self, urls: str, seq_len: int, frame_skip: int, batch_size: int, num_workers: int, *,
+                 seed: int, rank: int, world_size: int, skip: int = 0) -> None:
+        self.urls, self.seq_len, self.frame_skip = urls, seq_len, frame_skip
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.rank, self.world_size, self.skip = rank, world_size, skip
+
+    def __iter__(self) -> Iterator[dict]:
+        from opengenie.data.shards import ShardClipDataset
+
+        skip, epoch = self.skip, 0
+        while True:
+            clips = ShardClipDataset(self.urls, self.seq_len, self.frame_skip, seed=self.seed, rank=self.rank,
+                                     world_size=self.world_size)
+            clips.set_epoch(epoch)  # before the loader copies it into its workers
+            batches = 0
+            for batch in DataLoader(clips, batch_size=self.batch_size, num_workers=self.num_workers, drop_last=True):
+                batches += 1
+                if skip:
+                    skip -= 1
+                    continue
+                yield batch
+            if not batches:
+                raise ValueError(f"rank {self.rank} got no full batch of {self.batch_size} clips from the shards "
+                                 f"{self.urls}; write more, smaller shards or lower data.batch_size")
+            epoch += 1
+
+
 class GenieDataModule(L.LightningDataModule):
     """Clips of an episode folder (`opengenie data coinrun|videos`), for either stage.
 
-    data: the episode folder. seq_len / frame_skip: frames per clip and the step between them.
+    data: the episode folder; or shards: tar shards (a folder, brace pattern or URL; see
+    docs/data.md), streamed instead (training only; validation then needs `data`).
+    seq_len / frame_skip: frames per clip and the step between them.
     batch_size: clips per rank and step. train_split / val_split: manifest splits (null: all
     episodes; a split without clips turns validation off). tokens: serve the cached tokens of
     `opengenie tokenize` with each clip (stage 2), instead of encoding clips at every step.
     seed: the data order (independent of the model's seed).
     """
 
-    def __init__(self, data: str, seq_len: int = 16, frame_skip: int = 1, batch_size: int = 8,
+    def __init__(self, data: str | None = None, seq_len: int = 16, frame_skip: int = 1, batch_size: int = 8,
                  num_workers: int = 2, train_split: str | None = "train", val_split: str | None = "val",
-                 tokens: bool = False, seed: int = 0) -> None:
+                 tokens: bool = False, seed: int = 0, shards: str | None = None) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or seq_len < 2:
             raise ValueError(f"data: expected batch_size >= 1, num_workers >= 0, seq_len >= 2; got "
                              f"{batch_size}, {num_workers}, {seq_len}")
-        if not os.path.isdir(data):
+        if data is None and shards is None:
+            raise ValueError("data: set data.data (an episode folder) or data.shards (tar shards)")
+        if shards is not None and tokens:
+            raise ValueError("data: cached tokens (data.tokens) need an episode folder, not shards")
+        if data is not None and not os.path.isdir(data):
             raise FileNotFoundError(f"data: episode folder {data} does not exist; make one with "
                                     "`opengenie data coinrun --out DIR ...`")
-        self.data, self.seq_len, self.frame_skip = data, seq_len, frame_skip
+        self.data, self.shards, self.seq_len, self.frame_skip = data, shards, seq_len, frame_skip
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.train_split, self.val_split, self.tokens = train_split, val_split, tokens
         self.consumed = 0  # clips of the training stream consumed, all ranks together
@@ -113,9 +154,9 @@ class GenieDataModule(L.LightningDataModule):
         return EpisodeClipDataset(self.data, self.seq_len, self.frame_skip, split=split, seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
+        if self.train_set is None and self.shards is None:
             self.train_set = self._dataset(self.train_split)
-        if self.val_set is None and self.val_split is not None:
+        if self.val_set is None and self.val_split is not None and self.data is not None:
             try:
                 has = bool(episode_paths(self.data, self.val_split))
                 self.val_set = self._dataset(self.val_split) if has else None
@@ -129,8 +170,12 @@ class GenieDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | ShardStream:
         rank, world = self._rank()
+        if self.shards is not None:
+            return ShardStream(self.shards, self.seq_len, self.frame_skip, self.batch_size, self.num_workers,
+                               seed=self.seed, rank=rank, world_size=world,
+                               skip=self.consumed // (self.batch_size * world))
         sampler = ResumableSampler(len(self.train_set), self.batch_size, seed=self.seed, rank=rank,
                                    world_size=world, start=self.consumed)
         # The loader's own generator seeds the workers: the global RNG stays the model's alone.
@@ -150,6 +195,8 @@ class GenieDataModule(L.LightningDataModule):
         """`clips` clips spread evenly over the validation (else training) set, as one batch."""
         self.setup()
         data = self.val_set if self.val_set is not None else self.train_set
+        if data is None:
+            return None  # shards only: the image logger takes the first training batch
         n = min(clips, len(data))
         items = [data[i * len(data) // n] for i in range(n)]
         return default_collate(items) if items else None
