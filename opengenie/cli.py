@@ -260,9 +260,15 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sessions", type=int, default=16, help="tabs playing at once")
     p.add_argument("--idle-timeout", type=float, default=600, help="seconds before an idle tab's session is freed")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (fewer can be faster on a busy CPU)")
 
     def run(args: argparse.Namespace) -> None:
         from opengenie.play.server import serve
+
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
 
         serve(args.model, host=args.host, port=args.port, device=args.device, data=args.data,
               prompt=args.prompt, steps=args.steps, temperature=args.temperature,
