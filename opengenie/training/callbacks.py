@@ -185,6 +185,7 @@ class GenieCheckpoint(ModelCheckpoint):
                          save_top_k=save_top_k, monitor=monitor, mode=mode, filename=filename, **kwargs)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)  # Lightning's own `save_on_exception`
         if not isinstance(exception, SIGTERMException) or self.dirpath is None:
             return
         path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)

@@ -64,8 +64,8 @@ class GenieCLI(LightningCLI):
 
 def parse(config: str, *overrides: str) -> dict:
     """The parsed, type-checked config of a YAML file (with command-line style overrides),
-    and its model configs resolved: every error a run would meet before training starts,
-    without building a model or reading data."""
+    its model configs resolved from the preset and overrides: the config errors a run would
+    meet, found without building a model or reading data."""
     from opengenie.training.checkpoints import resolve_config
 
     cli = GenieCLI(args=["--config", config, *overrides], run=False, parse_only=True)
