@@ -130,8 +130,9 @@ def test_two_tabs_play_their_own_worlds(browser, url):
 def test_key_mapping_is_kept(browser, url):
     """A key mapped on the page survives a reload (localStorage) and takes effect."""
     shown = _ready(browser, url)
+    browser.find_element(By.CSS_SELECTOR, "#keys-panel summary").click()
     Select(browser.find_element(By.CSS_SELECTOR, 'select[data-key="ArrowUp"]')).select_by_value("5")
     shown = _ready(browser, url)
-    assert Select(browser.find_element(By.CSS_SELECTOR, 'select[data-key="ArrowUp"]')).first_selected_option.text \
-        == "action 5"
+    assert browser.find_element(By.CSS_SELECTOR, 'select[data-key="ArrowUp"]').get_attribute("value") == "5"
+    assert browser.execute_script("return JSON.parse(localStorage.getItem('opengenie.keymap.v1')).ArrowUp") == 5
     _press(browser, Keys.ARROW_UP, "1", shown)

@@ -1,6 +1,6 @@
 """Starting frames from an episode folder, for a player who has no image of their own.
 
-Frames come from the held-out split (test, else val) so that the player sees how the world
+Frames come from the held-out splits (test and val) so that the player sees how the world
 copes with levels it was not trained on; a folder without a manifest offers all its episodes.
 """
 
@@ -24,19 +24,15 @@ class SampleFrame:
 
 
 def sample_frames(root: str | Path, count: int = 12, seed: int = 0) -> list[SampleFrame]:
-    """Up to `count` frames spread over the episodes of the test split (else val, else all).
+    """Up to `count` frames spread over the held-out episodes (test and val splits; else all).
 
     Episodes are shuffled with `seed` and visited in turn; each visit picks a random frame.
     """
     root = Path(root)
-    paths: list[Path] = []
     if read_manifest(root) is None:
         paths = episode_paths(root)
     else:
-        for split in ("test", "val", None):
-            paths = episode_paths(root, split)
-            if paths:
-                break
+        paths = episode_paths(root, "test") + episode_paths(root, "val") or episode_paths(root)
     if not paths:
         raise ValueError(f"{root} holds no episodes; make some with `opengenie data coinrun --out {root} ...`")
     rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ function fitScreen() {
   if (!game.info) return;
   const [h, w] = game.info.image_size;
   const room = $("stage").clientWidth;
-  const tall = window.innerHeight - screen.getBoundingClientRect().top - 60;
+  const tall = window.innerHeight - $("stage").offsetTop - 70;  // leave room for the message line
   const scale = Math.max(1, Math.floor(Math.min(room / w, Math.max(tall, 2 * h) / h)));
   screen.width = w * scale;
   screen.height = h * scale;
@@ -47,6 +47,11 @@ function showFrame(msg) {
   game.shown = game.shown.filter((t) => now - t < 2000);
   const span = (now - game.shown[0]) / 1000;
   $("fps").textContent = game.shown.length > 1 ? ((game.shown.length - 1) / span).toFixed(1) : "0.0";
+}
+
+function hint() {
+  const n = game.info ? game.info.num_actions : 0;
+  return `Keys 1–${Math.min(n, 9)}${n >= 10 ? ", 0" : ""} take actions · arrows as mapped · R resets`;
 }
 
 function say(text, isError = false) {
@@ -75,7 +80,7 @@ function connect() {
       hello(msg);
     } else if (msg.type === "frame") {
       showFrame(msg);
-      say("");
+      say(hint());
       game.busy = false;
       pump();
     } else if (msg.type === "error") {
