@@ -1,12 +1,13 @@
 """How fast a world plays: frames/s of one `step()` per preset, with and without the key/value cache.
 
-    python bench/play.py [--presets tiny coinrun] [--frames 20] [--bf16] [--device cpu] [--json out.json]
+    python bench/play.py [--presets tiny coinrun] [--frames 20] [--cache both|yes|no] [--bf16]
+                         [--threads N] [--device cpu] [--json out.json]
 
 Each run starts from a prompt that already fills the context window (max_frames - 1 frames), so
 every timed step sees the full history a long play session has: that is the steady state a
-player feels. One untimed step warms up; then `--frames` steps are timed one by one at the
-preset's MaskGIT steps. Weights are random: the cost of a step does not depend on their values.
-Prints a table, then the same numbers as JSON.
+player feels. `--warmup` untimed steps come first (0 for very slow configurations); then
+`--frames` steps are timed one by one at the preset's MaskGIT steps. Weights are random: the
+cost of a step does not depend on their values. Prints a table, then the same numbers as JSON.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from opengenie import Genie, presets
 
 
-def bench_one(preset: str, use_cache: bool, frames: int, device: str, bf16: bool) -> dict:
+def bench_one(preset: str, use_cache: bool, frames: int, device: str, bf16: bool, warmup: int = 1) -> dict:
     torch.manual_seed(0)
     world = Genie(presets.get(preset)).to(device).eval()
     c = world.config
@@ -34,13 +35,13 @@ def bench_one(preset: str, use_cache: bool, frames: int, device: str, bf16: bool
     times = []
     with autocast:
         state, _ = world.start(prompt, seed=0, use_cache=use_cache)
-        for i in range(frames + 1):
+        for i in range(warmup + frames):
             action = torch.tensor([int(rng.integers(world.num_actions))], device=device)
             start = time.perf_counter()
             world.advance(state, action)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            if i > 0:  # the first step warms up allocators and kernels
+            if i >= warmup:  # warm-up steps fill allocators and pick kernels
                 times.append(time.perf_counter() - start)
     ms = np.array(times) * 1000
     return {"preset": preset, "use_cache": use_cache, "maskgit_steps": c.dynamics.maskgit_steps,
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["tiny", "coinrun"])
     parser.add_argument("--frames", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--coinrun-frames", type=int, default=None, help="timed steps for coinrun (default: --frames)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before timing")
+    parser.add_argument("--cache", choices=["both", "yes", "no"], default="both", help="key/value cache settings to time")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="run under bfloat16 autocast")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -66,8 +69,8 @@ def main() -> None:
     print(f"{'preset':8s} {'cache':5s} {'maskgit':>7s} {'context':>7s} {'frames/s':>9s} {'p50 ms':>8s} {'p95 ms':>8s}")
     for preset in args.presets:
         frames = args.coinrun_frames if preset == "coinrun" and args.coinrun_frames else args.frames
-        for use_cache in (True, False):
-            r = bench_one(preset, use_cache, frames, args.device, args.bf16)
+        for use_cache in {"both": (True, False), "yes": (True,), "no": (False,)}[args.cache]:
+            r = bench_one(preset, use_cache, frames, args.device, args.bf16, args.warmup)
             rows.append(r)
             print(f"{preset:8s} {'yes' if use_cache else 'no':5s} {r['maskgit_steps']:7d} {r['context_frames']:7d} "
                   f"{r['fps']:9.2f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f}", flush=True)

@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const screen = $("screen");
 const ctx = screen.getContext("2d");
 const KEYMAP_STORE = "opengenie.keymap.v1";
-const MAPPABLE = { ArrowLeft: "←", ArrowRight: "→", ArrowUp: "↑", ArrowDown: "↓", " ": "Space" };
+const MAPPABLE = { ArrowLeft: "← Left", ArrowRight: "→ Right", ArrowUp: "↑ Up", ArrowDown: "↓ Down", " ": "Space" };
 const HOLD_MS = 300;  // a key held this long repeats its action at the world's pace
 const MAX_QUEUE = 8;  // key presses remembered while a frame is being made
 
