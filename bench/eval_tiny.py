@@ -106,7 +106,7 @@ def main() -> None:
     metrics = run_eval(out / "world", data, split="test", num_clips=args.num_clips, frames=16,
                        seed=args.seed, batch_size=8, out=out / "eval", device="cpu")
     print(f"\ntrained: tokenizer {tok_steps} steps ({args.tokenizer_minutes} min), action model + dynamics "
-          f"{dyn_steps} steps ({args.dynamics_minutes} min), batch {args.batch_size}x{frames} frames\n")
+          f"{dyn_steps} steps ({args.dynamics_minutes} min), batch {args.batch_size}x{frames} frames, {args.precision}\n")
     print((out / "eval" / "report.md").read_text().split("\n## Per frame")[0])
     (out / "train.json").write_text(json.dumps({"tokenizer_steps": tok_steps, "dynamics_steps": dyn_steps,
                                                 **vars(args)}, indent=2))
