@@ -126,7 +126,7 @@ def test_bad_messages_get_errors_and_the_session_survives(server):
 
 
 def test_uploads_are_checked(server):
-    """A PNG restarts the session from it; a text file (415), an oversize file (413) and an unknown session (404) are refused."""
+    """A PNG restarts the session from it; text (415), oversize files (413), huge pictures (415), unknown sessions (404) are refused."""
     url, _ = server
 
     async def go():
@@ -140,6 +140,10 @@ def test_uploads_are_checked(server):
         big = _png((0, 0, 0)) + bytes(MAX_UPLOAD)
         status, reply = await asyncio.to_thread(_post, base, big)
         assert status == 413 and "larger than" in reply["message"]
+        bomb = io.BytesIO()
+        Image.new("1", (8000, 6000)).save(bomb, format="PNG")  # a few kB that decode to 48 megapixels
+        status, reply = await asyncio.to_thread(_post, base, bomb.getvalue())
+        assert status == 415 and "megapixels" in reply["message"]
         status, _ = await asyncio.to_thread(_post, f"{url}/api/sessions/nope/prompt", _png((0, 0, 0)))
         assert status == 404
         assert (await _ask(ws, {"type": "action", "action": 0}))["step"] == 1  # still playing

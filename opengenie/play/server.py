@@ -37,6 +37,7 @@ from opengenie.play.samples import sample_frames
 from opengenie.play.sessions import Session, SessionLimitError, SessionPool
 
 MAX_UPLOAD_BYTES = 10 * 2**20
+MAX_UPLOAD_PIXELS = 40 * 10**6
 UPLOAD_FORMATS = ["PNG", "JPEG", "WEBP"]
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("opengenie.play")
@@ -53,6 +54,10 @@ def decode_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
     """Uploaded file bytes → prompt (1, H, W, 3) uint8; ValueError unless PNG, JPEG or WebP."""
     try:
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
+            # A small file can hold a huge, highly compressed picture: check before decoding it.
+            if img.width * img.height > MAX_UPLOAD_PIXELS:
+                raise ValueError(f"{img.width}x{img.height} pixels is more than "
+                                 f"{MAX_UPLOAD_PIXELS // 10**6} megapixels")
             img.load()
             return load_frames(img.convert("RGB"), size)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
@@ -138,6 +143,8 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
         session = pool.get(session_id)
         if session is None:
             return error(404, "no such session (it ended or idled out); reload the page")
+        if not session.frames:
+            return error(409, "the session has no frames yet; wait for the first one")
         if not (1 <= scale <= 8 and 0 < fps <= 60):
             return error(400, f"expected scale in 1..8 and fps in (0, 60], got scale={scale}, fps={fps}")
         frames = upscale(np.stack(session.frames), scale)
