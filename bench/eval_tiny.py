@@ -53,7 +53,7 @@ def train(name: str, params, loss_fn, batches, minutes: float, lr: float, bf16: 
         opt.step()
         step += 1
         if step % 50 == 0:
-            shown = " ".join(f"{k}={float(v):.4f}" for k, v in logs.items())
+            shown = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in logs.items())
             print(f"{name} step {step} ({time.perf_counter() - start:.0f} s) {shown}", flush=True)
     return step
 
@@ -100,13 +100,15 @@ def main() -> None:
         return out.loss + dyn.loss, {"action_recon": out.parts.recon, "dyn_ce": dyn.loss, "dyn_acc": dyn.accuracy}
 
     params = list(world.action_model.parameters()) + list(world.dynamics.parameters())
-    dyn_steps = train("action+dynamics", params, joint_loss, batches, args.dynamics_minutes, args.lr, args.precision == "bf16")
+    dyn_steps = train("action+dynamics", params, joint_loss, batches, args.dynamics_minutes, args.lr,
+                      args.precision == "bf16")
     world.eval().save_pretrained(out / "world")
 
     metrics = run_eval(out / "world", data, split="test", num_clips=args.num_clips, frames=16,
                        seed=args.seed, batch_size=8, out=out / "eval", device="cpu")
     print(f"\ntrained: tokenizer {tok_steps} steps ({args.tokenizer_minutes} min), action model + dynamics "
-          f"{dyn_steps} steps ({args.dynamics_minutes} min), batch {args.batch_size}x{frames} frames, {args.precision}\n")
+          f"{dyn_steps} steps ({args.dynamics_minutes} min), batch {args.batch_size}x{frames} frames, "
+          f"{args.precision}\n")
     print((out / "eval" / "report.md").read_text().split("\n## Per frame")[0])
     (out / "train.json").write_text(json.dumps({"tokenizer_steps": tok_steps, "dynamics_steps": dyn_steps,
                                                 **vars(args)}, indent=2))

@@ -129,15 +129,19 @@ def markdown(m: dict) -> str:
         f"| tokenizer PSNR (dB) | {_fmt(tok['psnr'], 2)} | reconstruction vs real, mean over clips and frames |",
         f"| tokenizer SSIM | {_fmt(tok['ssim'])} | Gaussian 11×11, σ 1.5 |",
         f"| tokenizer LPIPS | {_fmt(tok['lpips'])} | LPIPS-{s['lpips_net']} v0.1 |",
-        f"| rollout PSNR (dB) | {_fmt(rol['psnr'], 2)} | generated frames 1..T−1 from one prompt frame, inferred actions |",
+        f"| rollout PSNR (dB) | {_fmt(rol['psnr'], 2)} | "
+        "generated frames 1..T−1 from one prompt frame, inferred actions |",
         f"| rollout SSIM | {_fmt(rol['ssim'])} | same frames |",
-        f"| ΔtPSNR, t = {ctl['t']} (dB) | {_fmt(ctl['delta_t_psnr'], 3)} | PSNR(inferred actions) − PSNR(random actions) at frame {ctl['t']} |",
+        f"| ΔtPSNR, t = {ctl['t']} (dB) | {_fmt(ctl['delta_t_psnr'], 3)} | "
+        f"PSNR(inferred actions) − PSNR(random actions) at frame {ctl['t']} |",
         f"| FVD | {_fmt(fvd, 1)} | I3D logits, {s['frames']}-frame rollouts vs the real clips, {s['fvd_resize']} |",
-        f"| dynamics masked CE (nats) | {_fmt(dyn['masked_ce'])} | training masks (rate ~ U(0.5, 1)), seeded, windows of {dyn['window']} frames |",
+        f"| dynamics masked CE (nats) | {_fmt(dyn['masked_ce'])} | "
+        f"training masks (rate ~ U(0.5, 1)), seeded, windows of {dyn['window']} frames |",
         f"| dynamics masked accuracy | {_fmt(dyn['masked_accuracy'])} | same tokens |",
         f"| dynamics next-frame CE (nats) | {_fmt(dyn['next_frame_ce'])} | last frame of each window fully masked |",
         f"| dynamics next-frame accuracy | {_fmt(dyn['next_frame_accuracy'])} | same tokens |",
-        f"| action codebook usage | {_fmt(act['usage'], 2)} | fraction of the {act['num_actions']} latent actions inferred at least once |",
+        f"| action codebook usage | {_fmt(act['usage'], 2)} | "
+        f"fraction of the {act['num_actions']} latent actions inferred at least once |",
         f"| action perplexity | {_fmt(act['perplexity'], 2)} | exp(entropy) of inferred actions |",
         f"| NMI(latent, true action) | {_fmt(act['nmi'])} | where the episodes record actions |",
         "",
