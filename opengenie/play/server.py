@@ -18,6 +18,7 @@ import base64
 import io
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -262,7 +263,8 @@ def serve(model: str | Path | Genie, host: str = "127.0.0.1", port: int = 8000, 
     try:
         sock = _bind(host, port)
     except OSError as err:
-        raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}); pick another --port") from None
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise ValueError(f"cannot listen on {host}:{port} ({reason}); pick another --port or --host") from None
     url = f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}"
     print(f"opengenie play: open {url} in a browser  ({world.num_actions} actions; Ctrl+C to stop)", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
