@@ -138,6 +138,8 @@ class LatentActionConfig:
     """Number of latent actions (Genie: 8 on Platformers, 6 on CoinRun)."""
     code_dim: int = 32
     """Dimension of one action embedding."""
+    l2_codes: bool = True
+    """Compare l2-normalised codes and encodings (cosine similarity)."""
     commitment_weight: float = 0.25
     """Weight of the VQ commitment loss."""
     dead_code_steps: int = 100

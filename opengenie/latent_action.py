@@ -87,7 +87,7 @@ class LatentActionModel(nn.Module):
         self.encoder_norm = nn.LayerNorm(c.dim)
         self.to_action = nn.Linear(c.dim, c.code_dim)
         self.quantizer = VectorQuantizer(c.codebook_size, c.code_dim, commitment_weight=c.commitment_weight,
-                                         dead_code_steps=c.dead_code_steps)
+                                         l2_codes=c.l2_codes, dead_code_steps=c.dead_code_steps)
         self.decoder = build(dec_desc)
         self.decoder_norm = nn.LayerNorm(c.dim)
         self.unpatch = Unpatchify(c.dim, c.in_channels, c.patch_size, grid)
@@ -125,20 +125,27 @@ class LatentActionModel(nn.Module):
 
     def _encode(self, feats: torch.Tensor):
         pooled = self.encoder_norm(reduce(feats, "b d t h w -> b t d", "mean"))  # (B, T, D)
-        # a_t comes from frame t+1's features, which (causally) have seen x_1..x_t+1.
-        q = self.quantizer(self.to_action(pooled[:, 1:]))  # codes (B, T−1, code_dim)
+        # a_t comes from how frame t+1's features (which, causally, have seen x_1..x_t+1) differ
+        # from frame t's: what stays the same — the level, the colours — cancels, so the tiny
+        # codebook is spent on what changed rather than on what the scene looks like.
+        q = self.quantizer(self.to_action(pooled[:, 1:] - pooled[:, :-1]))  # codes (B, T−1, code_dim)
         return ActionCodes(q.ids, q.codes), q.loss, q
 
     def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
         """video (B, C, T, H, W) in [-1, 1] → action ids (B, T−1) int64."""
         return self.encode(video).actions.ids
 
-    def decode(self, feats: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-        """Predict x_2..T: encoder features (B, D, T−1, h', w') of x_1..T−1 and action embeddings
-        (B, T−1, code_dim) → frames (B, C, T−1, H, W) in [-1, 1]."""
+    def decode(self, feats: torch.Tensor, embeddings: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """Predict x_2..T: encoder features (B, D, T−1, h', w') of x_1..T−1, action embeddings
+        (B, T−1, code_dim) and the frames x_1..T−1 (B, C, T−1, H, W) → frames (B, C, T−1, H, W).
+
+        The decoder predicts the change from x_t to x_t+1 (in the [0, 1] pixel scale the model
+        sees). Most of a frame carries over; predicting the change puts the decoder's capacity,
+        and so the pressure on the action code, on what the action did.
+        """
         x = self.decoder(feats, cond=embeddings)  # (B, D, T−1, h, w)
         x = self.decoder_norm(rearrange(x, "b d t h w -> b t (h w) d"))  # (B, T−1, N, D)
-        return self.unpatch(x) * 2 - 1  # the decoder works in [0, 1] like the encoder
+        return previous + 2 * self.unpatch(x)  # change in [0, 1] scale → [-1, 1] scale
 
     def forward(self, video: torch.Tensor) -> ActionOutput:
         """Training pass: (recon (B, C, T, H, W), loss, ActionLoss).
@@ -148,7 +155,7 @@ class LatentActionModel(nn.Module):
         """
         feats = self._features(video)
         actions, quant_loss, q = self._encode(feats)
-        pred = self.decode(feats[:, :, :-1], actions.embeddings)  # (B, C, T−1, H, W)
+        pred = self.decode(feats[:, :, :-1], actions.embeddings, video[:, :, :-1])  # (B, C, T−1, H, W)
         recon_loss = F.mse_loss(pred.float(), video[:, :, 1:].float())
         loss = recon_loss + quant_loss
         parts = ActionLoss(recon_loss, quant_loss, q.perplexity, q.usage)

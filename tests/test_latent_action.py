@@ -40,10 +40,10 @@ def test_decoder_cannot_see_the_frame_it_predicts(model):
     with torch.no_grad():
         feats = model._features(video)
         actions = model.encode(video).actions
-        pred = model.decode(feats[:, :, :-1], actions.embeddings)  # predictions of x_2..x_5
+        pred = model.decode(feats[:, :, :-1], actions.embeddings, video[:, :, :-1])  # x_2..x_5
         video2 = video.clone()
         video2[:, :, 3] = torch.rand_like(video2[:, :, 3]) * 2 - 1  # x_4 (index 3)
-        pred2 = model.decode(model._features(video2)[:, :, :-1], actions.embeddings)
+        pred2 = model.decode(model._features(video2)[:, :, :-1], actions.embeddings, video2[:, :, :-1])
     assert torch.allclose(pred[:, :, 2], pred2[:, :, 2], atol=1e-5)  # prediction of index 3
     assert not torch.allclose(pred[:, :, 3], pred2[:, :, 3], atol=1e-3)  # later ones may change
 

@@ -42,9 +42,9 @@ def vgg_weights():
 def test_seed_tokenizer_example_small_input(vgg_weights):
     """The seed tokenizer (LFQ, perceptual and GAN losses) tokenizes, decodes and trains on a small clip."""
     tokenizer = _seed_tokenizer()
-    mock_video = torch.randn(1, 3, 4, 32, 32)
+    mock_video = torch.randn(1, 3, 2, 64, 64)
     tokens, idxs = tokenizer.tokenize(mock_video)
-    assert tokens.shape == (1, 18, 2, 8, 8)  # (batch, d_codebook, T // 2, H // 4, W // 4)
+    assert tokens.shape == (1, 18, 1, 16, 16)  # (batch, d_codebook, T // 2, H // 4, W // 4)
     rec_video = tokenizer.decode(tokens)
     assert rec_video.shape == mock_video.shape
     loss, aux_losses = tokenizer(mock_video)
