@@ -73,7 +73,7 @@ def main() -> None:
             r = bench_one(preset, use_cache, frames, args.device, args.bf16, args.warmup)
             rows.append(r)
             print(f"{preset:8s} {'yes' if use_cache else 'no':5s} {r['maskgit_steps']:7d} {r['context_frames']:7d} "
-                  f"{r['fps']:9.2f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f}", flush=True)
+                  f"{r['fps']:9.3g} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f}", flush=True)
     print(json.dumps(rows, indent=1))
     if args.json:
         with open(args.json, "w") as f:

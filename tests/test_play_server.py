@@ -211,3 +211,18 @@ def test_idle_sessions_are_freed(data_dir):
 
     with BackgroundServer(app) as url:
         asyncio.run(go(url))
+
+
+def test_bf16_server_plays():
+    """A server running the world under bfloat16 autocast still sends well-formed frames."""
+    world = Genie(presets.tiny()).eval()
+    app = create_app(world, bf16=True)
+
+    async def go(url):
+        ws, _, first = await _open(url)
+        reply = await _ask(ws, {"type": "action", "action": 5})
+        assert reply["step"] == 1 and _pixels(reply).shape == _pixels(first).shape == (64, 64, 3)
+        await ws.close()
+
+    with BackgroundServer(app) as url:
+        asyncio.run(go(url))

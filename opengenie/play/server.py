@@ -67,9 +67,10 @@ def decode_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
 
 def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Path | None = None,
                steps: int | None = None, temperature: float | None = None, max_sessions: int = 16,
-               idle_timeout: float = 600.0, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+               idle_timeout: float = 600.0, max_upload_bytes: int = MAX_UPLOAD_BYTES, bf16: bool = False) -> FastAPI:
     """The web app over one loaded world. Sessions start from `prompt` when given, else from
-    the first sample frame of `data` (an episode folder), else from a plain mid-grey frame."""
+    the first sample frame of `data` (an episode folder), else from a plain mid-grey frame.
+    `bf16`: run the world under bfloat16 autocast (faster, slightly different samples)."""
     size = world.image_size
     samples = sample_frames(data) if data is not None else []
     if prompt is not None:
@@ -78,7 +79,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
         default = load_frames(samples[0].frame, size)
     else:
         default = np.full((1, *size, 3), 127, dtype=np.uint8)
-    pool = SessionPool(world, default, steps, temperature, max_sessions, idle_timeout)
+    pool = SessionPool(world, default, steps, temperature, max_sessions, idle_timeout, bf16)
 
     async def sweep() -> None:
         while True:
