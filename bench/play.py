@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--coinrun-frames", type=int, default=None, help="timed steps for coinrun (default: --frames)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before timing")
-    parser.add_argument("--cache", choices=["both", "yes", "no"], default="both", help="key/value cache settings to time")
+    parser.add_argument("--cache", choices=["both", "yes", "no"], default="both", help="cache settings to time")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="run under bfloat16 autocast")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

@@ -198,12 +198,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="play a world from a prompt image: a GIF/MP4 rollout, or the --grid of every action")
+    p = sub.add_parser("generate",
+                       help="play a world from a prompt image: a GIF/MP4 rollout, or the --grid of every action")
     p.add_argument("--model", required=True, help="a saved world (folder with config.json + model.safetensors)")
     p.add_argument("--prompt", nargs="+", required=True, help="prompt image(s), any size (resized); several = context")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--actions", default=None, help="comma-separated latent action ids, e.g. 0,3,3,1")
-    how.add_argument("--random", type=int, default=None, metavar="N", help="N uniformly random actions")
+    how.add_argument("--random", type=int, default=None, metavar="N", help="N random actions (default: 16)")
     how.add_argument("--grid", action="store_true", help="every action from the same prompt, one row each (PNG)")
     p.add_argument("--frames-per-action", type=int, default=6, help="with --grid: frames each action is held")
     p.add_argument("--out", required=True, help="rollout.gif | rollout.mp4 | grid.png (with --grid)")
@@ -213,20 +214,28 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=8, help="frames per second of the GIF/MP4")
     p.add_argument("--scale", type=int, default=None, help="nearest-neighbour upscaling (default 4; 2 for --grid)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--bf16", action="store_true", help="run the world under bfloat16 autocast (several times faster)")
 
     def run(args: argparse.Namespace) -> None:
         from pathlib import Path
 
-        import numpy as np
+        import torch
 
         from opengenie.genie import Genie
-        from opengenie.play.render import action_grid, rollout_frames, write_video
 
         out = Path(args.out)
         if args.grid != (out.suffix.lower() == ".png"):
             raise ValueError(f"--out {out.name}: write the --grid as .png and rollouts as .gif or .mp4")
         world = Genie.from_pretrained(args.model, device=args.device)
         prompt = args.prompt if len(args.prompt) > 1 else args.prompt[0]
+        with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16):
+            _generate(args, world, prompt, out)
+
+    def _generate(args: argparse.Namespace, world, prompt, out) -> None:
+        import numpy as np
+
+        from opengenie.play.render import action_grid, rollout_frames, write_video
+
         if args.grid:
             out.parent.mkdir(parents=True, exist_ok=True)
             action_grid(world, prompt, args.frames_per_action, args.steps, args.temperature, args.seed,

@@ -105,7 +105,7 @@ def test_session_plays_frames_and_gif_counts_them(server):
 
 
 def test_bad_messages_get_errors_and_the_session_survives(server):
-    """Malformed JSON, binary data, unknown types and out-of-range actions each get an error; the next action still plays."""
+    """Malformed JSON, binary data, unknown types, out-of-range actions each get an error; play goes on."""
     url, _ = server
 
     async def go():
@@ -126,7 +126,7 @@ def test_bad_messages_get_errors_and_the_session_survives(server):
 
 
 def test_uploads_are_checked(server):
-    """A PNG restarts the session from it; text (415), oversize files (413), huge pictures (415), unknown sessions (404) are refused."""
+    """A PNG restarts the session; text, oversize files, huge pictures and unknown sessions are refused."""
     url, _ = server
 
     async def go():
@@ -153,7 +153,7 @@ def test_uploads_are_checked(server):
 
 
 def test_sessions_are_independent_and_limited(server):
-    """Two sessions keep their own step counts; past max_sessions a new one is refused with a message; closing frees slots."""
+    """Sessions keep their own step counts; past max_sessions one is refused with a message; closing frees slots."""
     url, app = server
 
     async def go():
