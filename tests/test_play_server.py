@@ -226,3 +226,29 @@ def test_bf16_server_plays():
 
     with BackgroundServer(app) as url:
         asyncio.run(go(url))
+
+
+def test_long_session_matches_the_engine():
+    """Past the context window a session's frames equal the engine's: trimming its history changes nothing."""
+    from opengenie.genie import Rollout
+    from opengenie.images import to_frames, to_video
+    from opengenie.play.sessions import SessionPool
+
+    world = Genie(presets.tiny()).eval()
+    prompt = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    actions = [int(a) for a in np.random.default_rng(1).integers(0, 8, 20)]  # 20 steps > max_frames = 8
+    pool = SessionPool(world, prompt)
+
+    async def play():
+        session = pool.create()
+        await pool.start(session)
+        session.state.generator.manual_seed(7)
+        return [await pool.act(session, a) for a in actions], session
+
+    frames, session = asyncio.run(play())
+    state, _ = world.start(to_video(prompt))
+    state.generator.manual_seed(7)
+    reference = [to_frames(world.advance(state, torch.tensor([a]))[0])[0] for a in actions]
+    assert isinstance(session.state, Rollout) and session.state.tokens.shape[1] == 8
+    assert all((f == r).all() for f, r in zip(frames, reference)) and len(session.frames) == 21
+    pool.shutdown()
