@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import urllib.request
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -21,6 +22,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from opengenie import Genie, presets  # noqa: E402
+from opengenie.data.episodes import write_episode  # noqa: E402
 from opengenie.play.server import BackgroundServer, create_app  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -36,7 +38,11 @@ def url(tmp_path_factory):
     torch.set_num_threads(1)  # the machine is shared; one thread avoids oversubscription stalls
     torch.manual_seed(0)
     model = Genie(presets.tiny()).save_pretrained(tmp_path_factory.mktemp("world"))
-    with BackgroundServer(create_app(Genie.from_pretrained(model))) as address:
+    data = tmp_path_factory.mktemp("episodes")
+    for i in range(2):
+        frames = np.random.default_rng(i).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+        write_episode(data / f"level_{i:06d}.npz", frames)
+    with BackgroundServer(create_app(Genie.from_pretrained(model), data=data)) as address:
         yield address
 
 
@@ -136,3 +142,14 @@ def test_key_mapping_is_kept(browser, url):
     assert browser.find_element(By.CSS_SELECTOR, 'select[data-key="ArrowUp"]').get_attribute("value") == "5"
     assert browser.execute_script("return JSON.parse(localStorage.getItem('opengenie.keymap.v1')).ArrowUp") == 5
     _press(browser, Keys.ARROW_UP, "1", shown)
+
+
+def test_dataset_frames_start_a_session(browser, url):
+    """With --data the page shows sample frames; clicking one restarts from it at step 0."""
+    shown = _ready(browser, url)
+    shown = _press(browser, "1", "1", shown)
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#samples img"))
+    samples = browser.find_elements(By.CSS_SELECTOR, "#samples img")
+    assert len(samples) == 8 and "level_00000" in samples[0].get_attribute("title")
+    samples[0].click()
+    WebDriverWait(browser, WAIT).until(lambda d: _step(d) == "0" and _canvas(d) != shown)
