@@ -36,7 +36,7 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 class Rollout:
     """State of one world being played: token history, actions, caches, random stream."""
 
-    tokens: torch.Tensor  # (B, T, H', W') every frame so far
+    tokens: torch.Tensor  # (B, T, H', W') the frames still in the context window
     actions: torch.Tensor  # (B, T-1) the actions between them
     dynamics_cache: KVCache | None
     decoder_cache: KVCache | None
@@ -129,7 +129,10 @@ class Genie(nn.Module):
         context, context_actions = state.tokens[:, -window:], actions[:, -window:]
         new = self.dynamics.generate(context, context_actions, steps, temperature, cache=state.dynamics_cache,
                                      generator=state.generator)[:, -1:]  # (B, 1, H', W')
-        state.tokens, state.actions = torch.cat([state.tokens, new], dim=1), actions
+        # Keep only what a later step can read: the window (and the decoder's, if uncached).
+        keep = max(window, self.config.tokenizer.max_frames)
+        state.tokens = torch.cat([state.tokens, new], dim=1)[:, -keep:]
+        state.actions = actions[:, -(keep - 1):]
         if state.decoder_cache is None:  # decode the window again, keep its last frame
             return self.tokenizer.decode_ids(state.tokens[:, -self.config.tokenizer.max_frames:])[:, :, -1:]
         state.decoder_cache.write = True

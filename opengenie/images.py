@@ -66,7 +66,7 @@ def load_frames(prompt: ImageLike | Sequence[ImageLike], size: tuple[int, int]) 
 
 def to_video(frames: np.ndarray) -> torch.Tensor:
     """frames (T, H, W, 3) uint8 → video (1, 3, T, H, W) float in [-1, 1]."""
-    video = torch.from_numpy(np.ascontiguousarray(frames)).float() / 127.5 - 1
+    video = torch.from_numpy(np.array(frames, dtype=np.uint8)).float() / 127.5 - 1  # a writable copy
     return rearrange(video, "t h w c -> 1 c t h w")
 
 

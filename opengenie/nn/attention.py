@@ -87,7 +87,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
-        q, k = self.q_norm(q), self.k_norm(k)
+        # Norms in fp32 (their weights are fp32; under bf16 autocast the inputs are not).
+        q, k = self.q_norm(q.float()).to(v.dtype), self.k_norm(k.float()).to(v.dtype)
         start = cache.position(self) if cache is not None else 0
         if self.rope:
             q, k = rotary(q, start), rotary(k, start)
