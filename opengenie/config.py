@@ -173,9 +173,10 @@ class DynamicsConfig:
     """Feed-forward hidden width over `dim`."""
     max_frames: int = 16
     """Longest clip trained on; rollouts keep at most this many frames of context."""
-    action_conditioning: Literal["additive", "token"] = "token"
+    action_conditioning: Literal["additive", "token"] = "additive"
     """'additive': the action embedding is added to every token of its frame (the paper);
-    'token': one extra action token per frame that spatial attention reads."""
+    'token': one extra action token per frame that spatial attention reads. The default is the
+    one with the larger controllability gap in `bench/action_conditioning.py`."""
     qk_norm: bool = True
     """QK-norm in attention (Genie uses it for stable bfloat16 training)."""
     maskgit_steps: int = 25
