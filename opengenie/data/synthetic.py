@@ -15,12 +15,14 @@ MOVES = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1), (1, -1))
 
 
 def moving_square(num_clips: int, frames: int, *, size: int = 64, square: int = 16, step: int = 8,
-                  num_moves: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  num_moves: int = 5, seed: int = 0, plain: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Clips of a square moved by random moves.
 
     Returns video (N, 3, T, size, size) float in [-1, 1], moves (N, T−1) int64 in
     [0, num_moves), where moves[:, t] carries frame t to frame t+1, and the world's exact state
     as tokens (N, T, size/step, size/step) int64: 1 where a cell is covered by the square, else 0.
+    With `plain`, every clip has the same dark background and light square; otherwise each
+    clip draws its own colours.
     """
     if not 1 <= num_moves <= len(MOVES):
         raise ValueError(f"num_moves must lie in 1..{len(MOVES)}, got {num_moves}")
@@ -32,8 +34,8 @@ def moving_square(num_clips: int, frames: int, *, size: int = 64, square: int = 
     video = np.zeros((num_clips, frames, size, size, 3), dtype=np.float32)
     cells_covered = np.zeros((num_clips, frames, cells, cells), dtype=np.int64)
     for n in range(num_clips):
-        background = rng.uniform(0.0, 0.4, size=3)
-        colour = rng.uniform(0.6, 1.0, size=3)
+        background = np.full(3, 0.1) if plain else rng.uniform(0.0, 0.4, size=3)
+        colour = np.array([1.0, 0.8, 0.2]) if plain else rng.uniform(0.6, 1.0, size=3)
         y, x = rng.integers(0, cells, size=2)
         for t in range(frames):
             if t > 0:
