@@ -191,5 +191,5 @@ class GenieCheckpoint(ModelCheckpoint):
         path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
         if trainer.is_global_zero and os.path.islink(path):
             os.unlink(path)  # a `save_last: link` symlink: write a file, not through the link
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         rank_zero_info(f"SIGTERM: saved {path} at step {trainer.global_step}; resume with --ckpt_path last")

@@ -13,9 +13,12 @@ Any value can be overridden on the command line (`--model.init_args.lr 1e-4`).
 
 from __future__ import annotations
 
+import signal
+import sys
 import warnings
 
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from opengenie.training.callbacks import GenieCheckpoint, ImageLogger, Throughput
 from opengenie.training.data import GenieDataModule
@@ -75,5 +78,12 @@ def parse(config: str, *overrides: str) -> dict:
 
 
 def main(args: list[str] | None = None, stage: str | None = None) -> GenieCLI:
-    """Run the CLI on `args` (default: sys.argv[1:]), e.g. ["fit", "--config", "x.yaml"]."""
-    return GenieCLI(args=args, stage=stage)
+    """Run the CLI on `args` (default: sys.argv[1:]), e.g. ["fit", "--config", "x.yaml"].
+
+    A run stopped by SIGTERM (after writing last.ckpt) exits with status 143, as a process
+    killed by SIGTERM does, so that a scheduler or script sees it did not finish.
+    """
+    try:
+        return GenieCLI(args=args, stage=stage)
+    except SIGTERMException:
+        sys.exit(128 + signal.SIGTERM)
