@@ -179,6 +179,7 @@ def test_killed_and_resumed_run_repeats_the_losses(coinrun, tokenizer_run, tmp_p
     resumed = _Recorder()
     _stage2_fit(ckpt, coinrun, tmp_path / "b", 6, resumed, ckpt_path="last")
     assert sorted(resumed.losses) == [4, 5, 6]
+    assert [p.name for p in (tmp_path / "b" / "ckpt").glob("last*")] == ["last.ckpt"]  # refreshed, not last-v1
     assert {**killed.losses, **resumed.losses} == pytest.approx(whole.losses, rel=1e-6, abs=0)
 
 

@@ -191,5 +191,8 @@ class GenieCheckpoint(ModelCheckpoint):
         path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
         if trainer.is_global_zero and os.path.islink(path):
             os.unlink(path)  # a `save_last: link` symlink: write a file, not through the link
+        # Recorded in the callback's state, so the resumed run keeps writing last.ckpt
+        # (rather than last-v1.ckpt beside a file it does not know).
+        self.last_model_path = path
         trainer.save_checkpoint(path, weights_only=False)
         rank_zero_info(f"SIGTERM: saved {path} at step {trainer.global_step}; resume with --ckpt_path last")
