@@ -49,13 +49,6 @@ class KVCache:
             self._kv[id(layer)] = (k[:, :, -keep:], v[:, :, -keep:])
         return k, v
 
-    def select(self, index: torch.Tensor, group: int) -> None:
-        """Keep only batch rows `index` (rows are grouped `group` at a time, e.g. B*N)."""
-        for key, (k, v) in self._kv.items():
-            k = rearrange(k, "(b n) h t d -> b n h t d", n=group)[index]
-            v = rearrange(v, "(b n) h t d -> b n h t d", n=group)[index]
-            self._kv[key] = (rearrange(k, "b n h t d -> (b n) h t d"), rearrange(v, "b n h t d -> (b n) h t d"))
-
 
 def rotary(x: torch.Tensor, start: int, base: float = 10_000.0) -> torch.Tensor:
     """Rotate pairs of channels of `x` (B', heads, t, d) by angles set by positions start..start+t."""
