@@ -25,6 +25,7 @@ from opengenie.maskgit import sample, training_mask_rate
 from opengenie.nn.attention import KVCache
 from opengenie.nn.blueprint import normalize
 from opengenie.nn.checks import check_finite, check_ids
+from opengenie.nn.patch import sincos_2d
 from opengenie.nn.st_transformer import STTransformer
 
 
@@ -35,17 +36,6 @@ class DynamicsLoss:
     loss: torch.Tensor
     accuracy: torch.Tensor
     mask_rate: torch.Tensor
-
-
-def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
-    """Fixed 2D sine/cosine positions (N=h·w, dim): any grid, no parameters."""
-    quarter = dim // 4
-    freq = 1.0 / (10_000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))  # (dim/4,)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                            indexing="ij")
-    ang_y, ang_x = ys.flatten()[:, None] * freq, xs.flatten()[:, None] * freq  # (N, dim/4)
-    pos = torch.cat([ang_y.sin(), ang_y.cos(), ang_x.sin(), ang_x.cos()], dim=1)  # (N, 4·(dim/4))
-    return F.pad(pos, (0, dim - pos.shape[1]))
 
 
 def config_from_seed(desc: Any, tok_vocab: int, act_vocab: int, embed_dim: int, **kwargs: Any) -> DynamicsConfig:

@@ -21,7 +21,7 @@ from torch import nn
 from opengenie.config import LatentActionConfig
 from opengenie.nn.blueprint import build
 from opengenie.nn.checks import check_finite, check_video
-from opengenie.nn.patch import PatchEmbed, Unpatchify
+from opengenie.nn.patch import PatchEmbed, Unpatchify, sincos_2d
 from opengenie.nn.quantize import VectorQuantizer
 
 
@@ -91,6 +91,11 @@ class LatentActionModel(nn.Module):
         self.decoder = build(dec_desc)
         self.decoder_norm = nn.LayerNorm(c.dim)
         self.unpatch = Unpatchify(c.dim, c.in_channels, c.patch_size, grid)
+        # The decoder predicts the change from x_t, so it starts at "nothing changes": a random
+        # output layer would start it far from that and spend its first few hundred steps
+        # unlearning the noise, while the codes, given no use, collapse.
+        nn.init.zeros_(self.unpatch.proj.weight)
+        nn.init.zeros_(self.unpatch.proj.bias)
 
     @staticmethod
     def _resolve(config, enc_desc, dec_desc, seed: dict) -> tuple[LatentActionConfig, Any, Any]:
@@ -114,8 +119,11 @@ class LatentActionModel(nn.Module):
         c = self.config
         check_video(video, c.in_channels, c.patch_size, c.image_size, min_frames=2)
         pixels = (video + 1) / 2  # Genie §2.1: the action model sees pixels in [0, 1]
-        x = self.embed(pixels)  # (B, T, N, D)
-        x = rearrange(x, "b t (h w) d -> b d t h w", h=c.image_size[0] // c.patch_size)
+        h, w = c.image_size[0] // c.patch_size, c.image_size[1] // c.patch_size
+        # Fixed sine/cosine positions on top of the learned ones: an action is where things
+        # moved, and mean-pooled features can only tell where if position is strong from step 0.
+        x = self.embed(pixels) + sincos_2d(h, w, c.dim).to(pixels)  # (B, T, N, D)
+        x = rearrange(x, "b t (h w) d -> b d t h w", h=h)
         return self.encoder(x)  # (B, D, T, h', w')
 
     def encode(self, video: torch.Tensor) -> EncodedActions:

@@ -34,7 +34,23 @@ def coinrun() -> GenieConfig:
     )
 
 
-PRESETS = {"tiny": tiny, "coinrun": coinrun}
+def small() -> GenieConfig:
+    """A CoinRun world sized for a 2-core CPU: the bundled world (`worlds/coinrun-small`).
+
+    Tokenizer 4+4 layers × 128, 512 codes, patch 8 (an 8×8 grid per 64×64 frame); action
+    model 2+2 × 128, 8 actions, patch 16; dynamics 4 × 128; MaskGIT with 8 steps.
+    """
+    return GenieConfig(
+        tokenizer=TokenizerConfig(patch_size=8, dim=128, depth=4, decoder_depth=4, heads=4,
+                                  codebook_size=512, code_dim=32, max_frames=8),
+        action=LatentActionConfig(patch_size=16, dim=128, depth=2, decoder_depth=2, heads=4,
+                                  codebook_size=8, code_dim=16, max_frames=16),
+        dynamics=DynamicsConfig(vocab_size=512, num_actions=8, grid=(8, 8), dim=128, depth=4, heads=4,
+                                max_frames=16, maskgit_steps=8),
+    )
+
+
+PRESETS = {"tiny": tiny, "small": small, "coinrun": coinrun}
 
 
 def get(name: str) -> GenieConfig:

@@ -8,8 +8,20 @@ ST-transformer's temporal attention places frames with rotary embeddings (see
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+
+def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
+    """Fixed 2D sine/cosine positions (N=h·w, dim): any grid, no parameters."""
+    quarter = dim // 4
+    freq = 1.0 / (10_000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))  # (dim/4,)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    ang_y, ang_x = ys.flatten()[:, None] * freq, xs.flatten()[:, None] * freq  # (N, dim/4)
+    pos = torch.cat([ang_y.sin(), ang_y.cos(), ang_x.sin(), ang_x.cos()], dim=1)  # (N, 4·(dim/4))
+    return F.pad(pos, (0, dim - pos.shape[1]))
 
 class PatchEmbed(nn.Module):
     """Video `(B, C, T, H, W)` → tokens `(B, T, N, D)`, N = (H/p)(W/p), plus spatial positions."""
