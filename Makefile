@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test demo clean
+.PHONY: install play test demo clean
 
 install: $(BIN)/opengenie
 
@@ -14,6 +14,9 @@ $(BIN)/opengenie: pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
+
+play: install
+	$(BIN)/opengenie play --model worlds/coinrun-small
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -2,8 +2,8 @@
 
 Encoder: an ST-transformer over the pixels of x_1..T (scaled to [0, 1], patch 16), causal in
 time; its pooled output at frame t+1 — which has seen x_1..t+1 — is quantised into a_t.
-Decoder: sees the encoder's features of x_1..t (causal, so nothing of x_t+1) and a_t, and must
-predict x_t+1. The only way information about x_t+1 reaches the decoder is the action code,
+Decoder: sees x_1..t (its own embedding of their pixels, or with a blueprint decoder the
+causal encoder's features, so nothing of x_t+1) and a_t, and must predict x_t+1. The only way information about x_t+1 reaches the decoder is the action code,
 so the codebook has to capture what changes between frames: the action.
 At play time the model is dropped; it labels training clips for the dynamics model.
 """
@@ -79,6 +79,7 @@ class LatentActionModel(nn.Module):
     def __init__(self, config: LatentActionConfig | None = None, *, enc_desc: Any = None,
                  dec_desc: Any = None, **seed_kwargs: Any) -> None:
         super().__init__()
+        own_decoder = dec_desc is None
         config, enc_desc, dec_desc = self._resolve(config, enc_desc, dec_desc, seed_kwargs)
         self.config = c = config
         grid = (c.image_size[0] // c.patch_size, c.image_size[1] // c.patch_size)
@@ -88,6 +89,11 @@ class LatentActionModel(nn.Module):
         self.to_action = nn.Linear(c.dim, c.code_dim)
         self.quantizer = VectorQuantizer(c.codebook_size, c.code_dim, commitment_weight=c.commitment_weight,
                                          l2_codes=c.l2_codes, dead_code_steps=c.dead_code_steps)
+        # A decoder built from the config reads its own embedding of the pixels of x_1..t, so
+        # the encoder's features serve the action alone (its codes separate faster that way);
+        # a blueprint decoder (the seed's, which up-samples) reads the encoder's features at
+        # the encoder's resolution.
+        self.decoder_embed = PatchEmbed(c.in_channels, c.patch_size, c.dim, grid) if own_decoder else None
         self.decoder = build(dec_desc)
         self.decoder_norm = nn.LayerNorm(c.dim)
         self.unpatch = Unpatchify(c.dim, c.in_channels, c.patch_size, grid)
@@ -114,17 +120,21 @@ class LatentActionModel(nn.Module):
         dec_desc = dec_desc if dec_desc is not None else _stack(config.decoder_depth, config, config.code_dim)
         return config, enc_desc, dec_desc
 
-    def _features(self, video: torch.Tensor) -> torch.Tensor:
-        """Causal encoder features of every frame: (B, D, T, h, w)."""
+    def _embed(self, embed: PatchEmbed, video: torch.Tensor) -> torch.Tensor:
+        """Pixels (B, C, T, H, W) in [-1, 1] → tokens (B, D, T, h, w)."""
         c = self.config
-        check_video(video, c.in_channels, c.patch_size, c.image_size, min_frames=2)
         pixels = (video + 1) / 2  # Genie §2.1: the action model sees pixels in [0, 1]
         h, w = c.image_size[0] // c.patch_size, c.image_size[1] // c.patch_size
         # Fixed sine/cosine positions on top of the learned ones: an action is where things
         # moved, and mean-pooled features can only tell where if position is strong from step 0.
-        x = self.embed(pixels) + sincos_2d(h, w, c.dim).to(pixels)  # (B, T, N, D)
-        x = rearrange(x, "b t (h w) d -> b d t h w", h=h)
-        return self.encoder(x)  # (B, D, T, h', w')
+        x = embed(pixels) + sincos_2d(h, w, c.dim).to(pixels)  # (B, T, N, D)
+        return rearrange(x, "b t (h w) d -> b d t h w", h=h)
+
+    def _features(self, video: torch.Tensor) -> torch.Tensor:
+        """Causal encoder features of every frame: (B, D, T, h', w')."""
+        c = self.config
+        check_video(video, c.in_channels, c.patch_size, c.image_size, min_frames=2)
+        return self.encoder(self._embed(self.embed, video))
 
     def encode(self, video: torch.Tensor) -> EncodedActions:
         """video (B, C, T, H, W) in [-1, 1] → ((ids (B, T−1), embeddings (B, T−1, code_dim)), quant loss)."""
@@ -144,13 +154,16 @@ class LatentActionModel(nn.Module):
         return self.encode(video).actions.ids
 
     def decode(self, feats: torch.Tensor, embeddings: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """Predict x_2..T: encoder features (B, D, T−1, h', w') of x_1..T−1, action embeddings
-        (B, T−1, code_dim) and the frames x_1..T−1 (B, C, T−1, H, W) → frames (B, C, T−1, H, W).
+        """Predict x_2..T: encoder features (B, D, T−1, h', w') of x_1..T−1 (read only by a
+        blueprint decoder), action embeddings (B, T−1, code_dim) and the frames x_1..T−1
+        (B, C, T−1, H, W) → frames (B, C, T−1, H, W).
 
         The decoder predicts the change from x_t to x_t+1 (in the [0, 1] pixel scale the model
         sees). Most of a frame carries over; predicting the change puts the decoder's capacity,
         and so the pressure on the action code, on what the action did.
         """
+        if self.decoder_embed is not None:
+            feats = self._embed(self.decoder_embed, previous)
         x = self.decoder(feats, cond=embeddings)  # (B, D, T−1, h, w)
         x = self.decoder_norm(rearrange(x, "b d t h w -> b t (h w) d"))  # (B, T−1, N, D)
         return previous + 2 * self.unpatch(x)  # change in [0, 1] scale → [-1, 1] scale

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from opengenie.data.episodes import EpisodeFile
 from opengenie.data.manifest import episode_paths, read_manifest
@@ -24,11 +25,15 @@ class SampleFrame:
 
 
 def sample_frames(root: str | Path, count: int = 12, seed: int = 0) -> list[SampleFrame]:
-    """Up to `count` frames spread over the held-out episodes (test and val splits; else all).
+    """Up to `count` frames spread over the held-out episodes (test and val splits; else all),
+    or the first `count` PNG images of a folder of images (sorted by name).
 
     Episodes are shuffled with `seed` and visited in turn; each visit picks a random frame.
     """
     root = Path(root)
+    images = sorted(root.glob("*.png"))
+    if images and not any(root.glob("*.npz")):  # a folder of starting frames
+        return [SampleFrame(path.stem, np.asarray(Image.open(path).convert("RGB"))) for path in images[:count]]
     if read_manifest(root) is None:
         paths = episode_paths(root)
     else:

@@ -254,12 +254,19 @@ class BackgroundServer:
         self.sock.close()
 
 
+PROMPTS = "prompts"
+"""A saved world's folder of starting frames (PNG), offered when `--data` is not given."""
+
+
 def serve(model: str | Path | Genie, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu", **options) -> None:
     """Load a saved world (or take a loaded one) and serve the play page until Ctrl+C.
     `options` go to `create_app` (prompt, data, steps, temperature, max_sessions, ...)."""
     import uvicorn
 
     world = model if isinstance(model, Genie) else Genie.from_pretrained(model, device=device)
+    prompts = Path(model) / PROMPTS if not isinstance(model, Genie) else None
+    if options.get("data") is None and prompts is not None and prompts.is_dir():
+        options["data"] = prompts  # a world shipped with its own starting frames
     app = create_app(world, **options)
     try:
         sock = _bind(host, port)
