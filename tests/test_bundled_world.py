@@ -1,0 +1,54 @@
+"""The CoinRun world shipped in `worlds/coinrun-small`: it loads without pickles, stays small,
+plays every action, and the play server offers its own starting frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from opengenie import Genie
+from opengenie.play.samples import sample_frames
+
+WORLD = Path(__file__).resolve().parents[1] / "worlds" / "coinrun-small"
+
+
+@pytest.fixture(scope="module")
+def world():
+    torch.manual_seed(0)
+    return Genie.from_pretrained(WORLD)
+
+
+def test_the_world_is_small_and_complete():
+    files = {p.name: p.stat().st_size for p in WORLD.iterdir() if p.is_file()}
+    assert {"config.json", "model.safetensors"} <= set(files)
+    assert sum(files.values()) <= 30 * 2**20
+    config = json.loads((WORLD / "config.json").read_text())
+    assert config["dynamics"]["grid"] == [8, 8]
+
+
+def test_every_action_plays_from_a_shipped_prompt(world):
+    prompts = sample_frames(WORLD / "prompts")
+    assert len(prompts) >= 4
+    assert all(p.frame.shape == (64, 64, 3) and p.frame.dtype == np.uint8 for p in prompts)
+    first = world.reset(prompts[0].frame)
+    assert first.shape == (64, 64, 3) and first.dtype == np.uint8
+    frames = [world.step(a) for a in range(world.num_actions)]
+    assert all(f.shape == (64, 64, 3) and f.dtype == np.uint8 for f in frames)
+    # The world moves: the frames it generates are not all copies of the prompt.
+    assert max(np.abs(f.astype(int) - first.astype(int)).mean() for f in frames) > 1.0
+    with pytest.raises(ValueError, match=str(world.num_actions - 1)):
+        world.step(world.num_actions)
+
+
+def test_a_folder_of_images_offers_its_frames(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, dtype=np.uint8)).save(tmp_path / f"frame_{i}.png")
+    frames = sample_frames(tmp_path, count=2)
+    assert [f.label for f in frames] == ["frame_0", "frame_1"]
+    assert frames[1].frame[0, 0, 0] == 40
