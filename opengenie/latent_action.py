@@ -3,8 +3,9 @@
 Encoder: an ST-transformer over the pixels of x_1..T (scaled to [0, 1], patch 16), causal in
 time; its pooled output at frame t+1 — which has seen x_1..t+1 — is quantised into a_t.
 Decoder: sees x_1..t (its own embedding of their pixels, or with a blueprint decoder the
-causal encoder's features, so nothing of x_t+1) and a_t, and must predict x_t+1. The only way information about x_t+1 reaches the decoder is the action code,
-so the codebook has to capture what changes between frames: the action.
+causal encoder's features, so nothing of x_t+1) and a_t, and must predict x_t+1. The only
+way information about x_t+1 reaches the decoder is the action code, so the codebook has to
+capture what changes between frames: the action.
 At play time the model is dropped; it labels training clips for the dynamics model.
 """
 
@@ -122,12 +123,11 @@ class LatentActionModel(nn.Module):
 
     def _embed(self, embed: PatchEmbed, video: torch.Tensor) -> torch.Tensor:
         """Pixels (B, C, T, H, W) in [-1, 1] → tokens (B, D, T, h, w)."""
-        c = self.config
         pixels = (video + 1) / 2  # Genie §2.1: the action model sees pixels in [0, 1]
-        h, w = c.image_size[0] // c.patch_size, c.image_size[1] // c.patch_size
+        h, w = embed.grid
         # Fixed sine/cosine positions on top of the learned ones: an action is where things
         # moved, and mean-pooled features can only tell where if position is strong from step 0.
-        x = embed(pixels) + sincos_2d(h, w, c.dim).to(pixels)  # (B, T, N, D)
+        x = embed(pixels) + sincos_2d(h, w, self.config.dim).to(pixels)  # (B, T, N, D), N = h·w
         return rearrange(x, "b t (h w) d -> b d t h w", h=h)
 
     def _features(self, video: torch.Tensor) -> torch.Tensor:

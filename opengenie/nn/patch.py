@@ -23,6 +23,7 @@ def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
     pos = torch.cat([ang_y.sin(), ang_y.cos(), ang_x.sin(), ang_x.cos()], dim=1)  # (N, 4·(dim/4))
     return F.pad(pos, (0, dim - pos.shape[1]))
 
+
 class PatchEmbed(nn.Module):
     """Video `(B, C, T, H, W)` → tokens `(B, T, N, D)`, N = (H/p)(W/p), plus spatial positions."""
 

@@ -264,9 +264,8 @@ def serve(model: str | Path | Genie, host: str = "127.0.0.1", port: int = 8000, 
     import uvicorn
 
     world = model if isinstance(model, Genie) else Genie.from_pretrained(model, device=device)
-    prompts = Path(model) / PROMPTS if not isinstance(model, Genie) else None
-    if options.get("data") is None and prompts is not None and prompts.is_dir():
-        options["data"] = prompts  # a world shipped with its own starting frames
+    if options.get("data") is None and not isinstance(model, Genie) and (Path(model) / PROMPTS).is_dir():
+        options["data"] = Path(model) / PROMPTS  # a world shipped with its own starting frames
     app = create_app(world, **options)
     try:
         sock = _bind(host, port)
