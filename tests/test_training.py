@@ -292,3 +292,26 @@ def test_shard_stream_resumes_exactly(coinrun, tmp_path):
     assert all(torch.equal(a["video"], b["video"]) for a, b in zip(whole[13:], resumed))
     data = GenieDataModule(shards=str(tmp_path / "shards"), seq_len=SEQ, batch_size=2)
     assert isinstance(data.train_dataloader(), ShardStream) and data.sample_batch(2) is None
+
+
+def test_validation_nmi_is_pooled_over_the_epoch(coinrun, tokenizer_run):
+    """val/action/nmi is the NMI of all validation transitions together, not a mean of
+    per-batch NMIs (which small batches bias upwards)."""
+    from opengenie.evaluation.actions import nmi
+
+    torch.manual_seed(0)
+    module = DynamicsModule(str(tokenizer_run / "ckpt" / "last.ckpt"))
+    data = GenieDataModule(str(coinrun), seq_len=SEQ, batch_size=2, num_workers=0, train_split=None,
+                           val_split=None)
+    data.setup()
+    data.val_set = data.train_set  # validate on the few clips there are
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=4)
+    logged = trainer.validate(module, datamodule=data, verbose=False)[0]["val/action/nmi"]
+    latent, true, per_batch = [], [], []
+    for batch in list(data.val_dataloader())[:4]:
+        ids, acts = module.infer_actions(batch["video"]), batch["actions"][:, :-1]
+        latent.append(ids.flatten()), true.append(acts.flatten()), per_batch.append(nmi(ids, acts))
+    pooled = nmi(torch.cat(latent), torch.cat(true))
+    assert logged == pytest.approx(pooled, abs=1e-6)
+    assert pooled != pytest.approx(sum(per_batch) / len(per_batch), abs=1e-3)

@@ -127,6 +127,7 @@ class DynamicsModule(GenieStage):
         self.tokenizer = frozen.requires_grad_(False).eval()
         self.action_model = LatentActionModel(config.action)
         self.dynamics = DynamicsModel(config.dynamics)
+        self._val_actions: list[tuple[torch.Tensor, torch.Tensor]] = []  # (latent, true) per batch
 
     def train(self, mode: bool = True) -> "DynamicsModule":
         super().train(mode)
@@ -173,11 +174,25 @@ class DynamicsModule(GenieStage):
                 "action/psnr": _psnr(lam.parts.recon.detach()), "action/quant": lam.parts.quant,
                 "action/perplexity": lam.parts.perplexity, "action/usage": lam.parts.usage}
         if not self.training and "actions" in batch:
-            from opengenie.evaluation.actions import nmi
-
-            # actions[:, t] is the action taken after frame t, as latent action t is.
-            logs["action/nmi"] = torch.tensor(nmi(actions.cpu(), batch["actions"][:, :-1].cpu()))
+            # actions[:, t] is the action taken after frame t, as latent action t is. NMI is
+            # pooled over the whole validation set at the epoch's end: on one small batch it is
+            # biased upwards (a few samples always look more informative than they are).
+            self._val_actions.append((actions.flatten(), batch["actions"][:, :-1].flatten()))
         return StepLoss(loss, logs)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_actions = []
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_actions:
+            return
+        from opengenie.evaluation.actions import nmi
+
+        latent, true = (torch.cat(x) for x in zip(*self._val_actions))
+        self._val_actions = []
+        if self.trainer.world_size > 1:  # every rank's share of the validation set
+            latent, true = self.all_gather(latent).flatten(), self.all_gather(true).flatten()
+        self.log("val/action/nmi", float(nmi(latent.cpu(), true.cpu())), batch_size=latent.numel())
 
     def trained_modules(self) -> list[nn.Module]:
         return [self.action_model, self.dynamics]
