@@ -144,8 +144,15 @@ class LatentActionConfig:
     """Weight of the VQ commitment loss."""
     dead_code_steps: int = 100
     """Re-seed actions unused for this many training steps; 0 turns it off."""
+    encoder: Literal["causal", "pairs"] = "causal"
+    """How a_t is read. "causal" (Genie): one causal pass over x_1..T; a_t from how frame t+1's
+    features differ from frame t's. "pairs": each transition on its own, the frames (x_t, x_t+1)
+    stacked per patch and read against the still pair (x_t, x_t); about twice the encoder's cost.
+    On the synthetic moving-square world "pairs" separates the moves faster: NMI 0.60–0.73 vs
+    0.3–0.63 after 300 steps of the tiny preset, over seeds."""
 
     def __post_init__(self) -> None:
+        _check(self.encoder in ("causal", "pairs"), f"action encoder must be 'causal' or 'pairs', got {self.encoder!r}")
         _check_grid("latent action model", self.image_size, self.patch_size)
         _check_heads("latent action model", self.dim, self.heads)
         _check(self.codebook_size >= 2, f"codebook_size must be >= 2, got {self.codebook_size}")

@@ -1,7 +1,8 @@
 """The latent action model (Genie §2.1): learns, without labels, a tiny codebook of actions.
 
 Encoder: an ST-transformer over the pixels of x_1..T (scaled to [0, 1], patch 16), causal in
-time; its pooled output at frame t+1 — which has seen x_1..t+1 — is quantised into a_t.
+time; its pooled output at frame t+1 — which has seen x_1..t+1 — is quantised into a_t. With
+`encoder="pairs"` it reads each transition on its own instead, as the pair (x_t, x_t+1).
 Decoder: sees x_1..t (its own embedding of their pixels, or with a blueprint decoder the
 causal encoder's features, so nothing of x_t+1) and a_t, and must predict x_t+1. The only
 way information about x_t+1 reaches the decoder is the action code, so the codebook has to
@@ -84,7 +85,10 @@ class LatentActionModel(nn.Module):
         config, enc_desc, dec_desc = self._resolve(config, enc_desc, dec_desc, seed_kwargs)
         self.config = c = config
         grid = (c.image_size[0] // c.patch_size, c.image_size[1] // c.patch_size)
-        self.embed = PatchEmbed(c.in_channels, c.patch_size, c.dim, grid)
+        # "pairs": a transition is the frames (x_t, x_t+1) stacked per patch, so whether and
+        # where something moved is a function of each patch's own pixels from the first layer.
+        pairs = c.encoder == "pairs"
+        self.embed = PatchEmbed(c.in_channels * (2 if pairs else 1), c.patch_size, c.dim, grid)
         self.encoder = build(enc_desc)
         self.encoder_norm = nn.LayerNorm(c.dim)
         self.to_action = nn.Linear(c.dim, c.code_dim)
@@ -131,22 +135,36 @@ class LatentActionModel(nn.Module):
         return rearrange(x, "b t (h w) d -> b d t h w", h=h)
 
     def _features(self, video: torch.Tensor) -> torch.Tensor:
-        """Causal encoder features of every frame: (B, D, T, h', w')."""
+        """Encoder features of every frame, (B, D, T, h', w'): causal over x_1..T, or with
+        `encoder="pairs"` each frame on its own as the still pair (x_t, x_t)."""
         c = self.config
         check_video(video, c.in_channels, c.patch_size, c.image_size, min_frames=2)
+        if c.encoder == "pairs":
+            return self._pair_features(video, video)
         return self.encoder(self._embed(self.embed, video))
+
+    def _pair_features(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """Features of frame pairs, each on its own: (B, C, T', H, W) twice → (B, D, T', h', w')."""
+        pairs = rearrange(torch.cat([first, second], dim=1), "b c t h w -> (b t) c 1 h w")
+        feats = self.encoder(self._embed(self.embed, pairs))  # (B·T', D, 1, h', w')
+        return rearrange(feats, "(b t) d 1 h w -> b d t h w", b=first.shape[0])
 
     def encode(self, video: torch.Tensor) -> EncodedActions:
         """video (B, C, T, H, W) in [-1, 1] → ((ids (B, T−1), embeddings (B, T−1, code_dim)), quant loss)."""
-        actions, loss, _ = self._encode(self._features(video))
+        actions, loss, _ = self._encode(video, self._features(video))
         return EncodedActions(actions, loss)
 
-    def _encode(self, feats: torch.Tensor):
+    def _encode(self, video: torch.Tensor, feats: torch.Tensor):
         pooled = self.encoder_norm(reduce(feats, "b d t h w -> b t d", "mean"))  # (B, T, D)
-        # a_t comes from how frame t+1's features (which, causally, have seen x_1..x_t+1) differ
-        # from frame t's: what stays the same — the level, the colours — cancels, so the tiny
-        # codebook is spent on what changed rather than on what the scene looks like.
-        q = self.quantizer(self.to_action(pooled[:, 1:] - pooled[:, :-1]))  # codes (B, T−1, code_dim)
+        if self.config.encoder == "pairs":
+            # a_t is how the pair (x_t, x_t+1) reads against the still pair (x_t, x_t).
+            moved = self._pair_features(video[:, :, :-1], video[:, :, 1:])
+            after = self.encoder_norm(reduce(moved, "b d t h w -> b t d", "mean"))  # (B, T−1, D)
+        else:
+            after = pooled[:, 1:]  # frame t+1's features, which (causally) have seen x_1..x_t+1
+        # Against frame t's features, what stays the same — the level, the colours — cancels, so
+        # the tiny codebook is spent on what changed rather than on what the scene looks like.
+        q = self.quantizer(self.to_action(after - pooled[:, :-1]))  # codes (B, T−1, code_dim)
         return ActionCodes(q.ids, q.codes), q.loss, q
 
     def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
@@ -175,7 +193,7 @@ class LatentActionModel(nn.Module):
         recon[:, :, t] for t ≥ 1 is the decoder's prediction of x_t from x_<t and a_t−1.
         """
         feats = self._features(video)
-        actions, quant_loss, q = self._encode(feats)
+        actions, quant_loss, q = self._encode(video, feats)
         pred = self.decode(feats[:, :, :-1], actions.embeddings, video[:, :, :-1])  # (B, C, T−1, H, W)
         recon_loss = F.mse_loss(pred.float(), video[:, :, 1:].float())
         loss = recon_loss + quant_loss

@@ -1,15 +1,17 @@
 """Properties of the latent action model."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from opengenie import LatentActionModel, presets
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=["causal", "pairs"])
+def model(request):
     torch.manual_seed(0)
-    return LatentActionModel(presets.tiny().action).eval()
+    return LatentActionModel(replace(presets.tiny().action, encoder=request.param)).eval()
 
 
 def test_shapes(model):
@@ -52,3 +54,8 @@ def test_single_frame_is_rejected(model):
     """Actions need at least two frames."""
     with pytest.raises(ValueError, match="at least 2 frames"):
         model.encode(torch.rand(1, 3, 1, 64, 64))
+
+
+def test_unknown_encoder_is_rejected():
+    with pytest.raises(ValueError, match="'causal' or 'pairs'"):
+        replace(presets.tiny().action, encoder="both")
