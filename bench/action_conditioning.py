@@ -19,7 +19,7 @@ from dataclasses import replace
 import torch
 
 from opengenie import DynamicsModel, presets
-from opengenie.data.synthetic import moving_square
+from opengenie.data.synthetic import follows_actions, moving_square
 
 
 def measure(conditioning: str, steps: int, seed: int) -> dict[str, float]:
@@ -28,24 +28,9 @@ def measure(conditioning: str, steps: int, seed: int) -> dict[str, float]:
     model = DynamicsModel(cfg)
     _, moves, tokens = moving_square(1024, 4, num_moves=5, seed=seed)
     _, val_moves, val_tokens = moving_square(256, 2, num_moves=5, seed=seed + 100)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     start = time.perf_counter()
-    for _ in range(steps):
-        idx = torch.randint(0, len(tokens), (32,))
-        loss = model.compute_loss(tokens[idx], moves[idx]).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model.eval()
-    masked = val_tokens.clone()
-    masked[:, 1] = model.mask_id
-    changed = val_tokens[:, 1] != val_tokens[:, 0]  # (N, 8, 8) the cells a move alters
-    wrong = (val_moves + torch.randint(1, 5, val_moves.shape)) % 5
-    with torch.no_grad():
-        right_pred = model(masked, val_moves).argmax(-1)[:, 1]
-        wrong_pred = model(masked, wrong).argmax(-1)[:, 1]
-    hit = lambda pred: (pred == val_tokens[:, 1])[changed].float().mean().item()  # noqa: E731
-    return {"right": hit(right_pred), "wrong": hit(wrong_pred), "seconds": time.perf_counter() - start}
+    right, wrong = follows_actions(model, tokens, moves, val_tokens, val_moves, steps=steps)
+    return {"right": right, "wrong": wrong, "seconds": time.perf_counter() - start}
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Data-parallel training on CPU processes (gloo): a DDP run of stage 1 through the CLI, and
-VQ dead-code restarts that keep every rank's codebook identical."""
+VQ dead-code restarts that keep every rank's codebook identical, stage-2 validation NMI pooled
+over ranks holding different numbers of clips."""
 
 import subprocess
 import sys
@@ -56,3 +57,43 @@ def test_stage1_ddp_two_cpu_processes(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = torch.load(tmp_path / "run/ckpt/last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 3 and ckpt["GenieDataModule"]["consumed"] == 3 * 2 * 2
+
+
+VALIDATE = """
+import sys, torch, lightning as L
+from opengenie.training import DynamicsModule, GenieDataModule
+from opengenie.evaluation.actions import nmi
+world, data_dir = sys.argv[1], sys.argv[2]
+torch.manual_seed(0)
+module = DynamicsModule(world)
+data = GenieDataModule(data_dir, seq_len=4, batch_size=2, num_workers=0, train_split=None, val_split=None)
+data.setup()
+data.val_set = torch.utils.data.Subset(data.train_set, range(5))  # 5 clips: ranks hold 3 and 2
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False,
+                    enable_model_summary=False)
+logged = trainer.validate(module, datamodule=data, verbose=False)[0]["val/action/nmi"]
+if trainer.global_rank == 0:
+    clips = [data.val_set[i] for i in range(5)]
+    video = torch.stack([c["video"] for c in clips])
+    true = torch.stack([torch.as_tensor(c["actions"]) for c in clips])[:, :-1]
+    print("NMI", logged, nmi(module.infer_actions(video), true))
+"""
+
+
+def test_stage2_validation_nmi_pools_uneven_ranks(tmp_path):
+    """Under DDP, val/action/nmi is the NMI of every rank's validation clips together, also when
+    the ranks hold different numbers of clips."""
+    pytest.importorskip("lightning")
+    pytest.importorskip("procgen")
+    from opengenie import Genie, presets
+    from opengenie.data import generate_coinrun
+
+    generate_coinrun(tmp_path / "data", levels=2, steps_per_level=30, progress=False)
+    torch.manual_seed(0)
+    Genie(presets.tiny()).save_pretrained(tmp_path / "world")
+    (tmp_path / "validate.py").write_text(VALIDATE)
+    done = subprocess.run([sys.executable, "validate.py", str(tmp_path / "world"), str(tmp_path / "data")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged, pooled = (float(x) for x in done.stdout.split("NMI")[-1].split())
+    assert logged == pytest.approx(pooled, abs=1e-6)

@@ -2,14 +2,21 @@
 
 A square on a plain background moves by one of K moves per frame (stay, right, left, down, up,
 ...), and every move is recorded. By default the square stays inside the frame: each frame's
-move is drawn from the moves that keep it there, so every move is visible as the same shift. Whether a latent action model
-recovers the moves, and whether a dynamics model follows them, can then be measured exactly.
+move is drawn from the moves that keep it there, so every move is visible as the same shift.
+Whether a latent action model recovers the moves, and whether a dynamics model follows them
+(`follows_actions`), can then be measured exactly.
 """
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from opengenie.dynamics import DynamicsModel
 
 # (dy, dx) in units of `step` pixels.
 MOVES = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1), (1, -1))
@@ -34,7 +41,7 @@ def moving_square(num_clips: int, frames: int, *, size: int = 64, square: int = 
     rng = np.random.default_rng(seed)
     cells = size // step
     moves = np.zeros((num_clips, frames - 1), dtype=np.int64)
-    last = cells - -(-square // step)  # the last cell the square's corner may take inside the frame
+    last = cells - math.ceil(square / step)  # the last cell the square's corner may take inside the frame
     video = np.zeros((num_clips, frames, size, size, 3), dtype=np.float32)
     cells_covered = np.zeros((num_clips, frames, cells, cells), dtype=np.int64)
     for n in range(num_clips):
@@ -56,3 +63,33 @@ def moving_square(num_clips: int, frames: int, *, size: int = 64, square: int = 
             cells_covered[n, t][np.ix_(rows[::step] // step, cols[::step] // step)] = 1
     video = torch.from_numpy(video).permute(0, 4, 1, 2, 3) * 2 - 1  # (N, 3, T, H, W)
     return video.contiguous(), torch.from_numpy(moves), torch.from_numpy(cells_covered)
+
+
+def follows_actions(dynamics: DynamicsModel, tokens: torch.Tensor, actions: torch.Tensor,
+                    val_tokens: torch.Tensor, val_actions: torch.Tensor, *, steps: int = 300,
+                    batch_size: int = 32, lr: float = 2e-3) -> tuple[float, float]:
+    """Train `dynamics` on state tokens (N, T, h, w) and their actions (N, T−1), then predict the
+    second state of held-out pairs (M, 2, h, w) from the first, fully masked, given their
+    actions (M, 1) and given another action each.
+
+    Returns the accuracy on the cells a move changes: (with the given actions, with others).
+    How far the first exceeds the second is how much the model listens to its actions.
+    """
+    opt = torch.optim.AdamW(dynamics.parameters(), lr=lr)
+    dynamics.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(tokens), (batch_size,))
+        loss = dynamics.compute_loss(tokens[idx], actions[idx]).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    dynamics.eval()
+    k = dynamics.config.num_actions
+    others = (val_actions + torch.randint(1, k, val_actions.shape)) % k
+    masked = val_tokens.clone()
+    masked[:, 1] = dynamics.mask_id
+    changed = val_tokens[:, 1] != val_tokens[:, 0]  # (M, h, w) the cells a move alters
+    with torch.no_grad():
+        hits = [(dynamics(masked, a).argmax(-1)[:, 1] == val_tokens[:, 1])[changed].float().mean().item()
+                for a in (val_actions, others)]
+    return hits[0], hits[1]

@@ -18,6 +18,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from opengenie.config import GenieConfig
@@ -191,7 +192,12 @@ class DynamicsModule(GenieStage):
         latent, true = (torch.cat(x) for x in zip(*self._val_actions))
         self._val_actions = []
         if self.trainer.world_size > 1:  # every rank's share of the validation set
-            latent, true = self.all_gather(latent).flatten(), self.all_gather(true).flatten()
+            # Ranks may hold different numbers of clips; all_gather needs equal shapes, so pad
+            # with -1 to the longest share and drop the padding after gathering.
+            n = int(self.all_gather(torch.tensor(latent.numel(), device=latent.device)).max())
+            latent, true = (self.all_gather(F.pad(x, (0, n - x.numel()), value=-1)).flatten() for x in (latent, true))
+            kept = latent >= 0
+            latent, true = latent[kept], true[kept]
         self.log("val/action/nmi", float(nmi(latent.cpu(), true.cpu())), batch_size=latent.numel())
 
     def trained_modules(self) -> list[nn.Module]:
