@@ -144,6 +144,11 @@ class LatentActionConfig:
     """Weight of the VQ commitment loss."""
     dead_code_steps: int = 100
     """Re-seed actions unused for this many training steps; 0 turns it off."""
+    codebook_warmup_steps: int = 0
+    """Train this many steps through a noisy continuous bottleneck, then place the codes by
+    k-means over the latest encodings (see `VectorQuantizer`); 0 (Genie) quantises from the
+    first step. On the synthetic moving-square world, 250 of 300 steps lift NMI with the
+    "pairs" encoder from 0.60–0.73 to 0.78–0.82 over seeds."""
     encoder: Literal["causal", "pairs"] = "causal"
     """How a_t is read. "causal" (Genie): one causal pass over x_1..T; a_t from how frame t+1's
     features differ from frame t's. "pairs": each transition on its own, the frames (x_t, x_t+1)
@@ -153,6 +158,7 @@ class LatentActionConfig:
 
     def __post_init__(self) -> None:
         _check(self.encoder in ("causal", "pairs"), f"action encoder must be 'causal' or 'pairs', got {self.encoder!r}")
+        _check(self.codebook_warmup_steps >= 0, f"codebook_warmup_steps must be ≥ 0, got {self.codebook_warmup_steps}")
         _check_grid("latent action model", self.image_size, self.patch_size)
         _check_heads("latent action model", self.dim, self.heads)
         _check(self.codebook_size >= 2, f"codebook_size must be >= 2, got {self.codebook_size}")

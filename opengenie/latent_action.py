@@ -93,7 +93,8 @@ class LatentActionModel(nn.Module):
         self.encoder_norm = nn.LayerNorm(c.dim)
         self.to_action = nn.Linear(c.dim, c.code_dim)
         self.quantizer = VectorQuantizer(c.codebook_size, c.code_dim, commitment_weight=c.commitment_weight,
-                                         l2_codes=c.l2_codes, dead_code_steps=c.dead_code_steps)
+                                         l2_codes=c.l2_codes, dead_code_steps=c.dead_code_steps,
+                                         warmup_steps=c.codebook_warmup_steps)
         # A decoder built from the config reads its own embedding of the pixels of x_1..t, so
         # the encoder's features serve the action alone (its codes separate faster that way);
         # a blueprint decoder (the seed's, which up-samples) reads the encoder's features at

@@ -2,7 +2,7 @@
 
 import torch
 
-from opengenie.nn.quantize import VectorQuantizer
+from opengenie.nn.quantize import VectorQuantizer, kmeans
 
 
 def test_round_trip_ids_to_codes():
@@ -67,3 +67,66 @@ def test_perplexity_counts_codes_in_use():
         vq.codebook.copy_(torch.tensor([[1.0, 0], [0, 1.0], [-1.0, 0], [0, -1.0]]))
     q = vq(vq.codebook.detach().repeat(5, 1))
     assert abs(q.perplexity.item() - 4) < 1e-4 and q.usage.item() == 1.0
+
+
+def _blobs(n_per: int = 50, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four tight, far-apart clusters in 2-D and their centres."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[10.0, 0], [0, 10.0], [-10.0, 0], [0, -10.0]])
+    return (centres.repeat_interleave(n_per, 0) + 0.1 * torch.randn(4 * n_per, 2, generator=g)), centres
+
+
+def test_kmeans_finds_separated_clusters():
+    """k-means (k-means++ seeding) puts one centre on each of four separated clusters."""
+    torch.manual_seed(0)
+    points, centres = _blobs()
+    found = kmeans(points, 4)
+    assert torch.cdist(centres, found).min(1).values.max() < 0.1
+
+
+def test_warmup_passes_encodings_then_places_codes_by_kmeans():
+    """During the warm-up, training passes return the noisy encodings with zero loss; the step
+    after, the codebook is k-means over the remembered encodings and quantisation starts."""
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, 2, warmup_steps=3, warmup_noise=0.0).train()
+    start = vq.codebook.detach().clone()
+    points, centres = _blobs()
+    for step in range(3):
+        z = points[torch.randperm(len(points))[:64]].requires_grad_()
+        q = vq(z)
+        assert q.loss.item() == 0 and torch.equal(q.codes, z)  # unquantised (no noise here)
+        q.codes.sum().backward()
+        assert torch.equal(z.grad, torch.ones_like(z))
+    assert torch.equal(vq.codebook, start) and int(vq.steps_taken) == 3
+    q = vq(points)  # step 4: codes placed, then quantised
+    assert torch.cdist(centres, vq.codebook.detach()).min(1).values.max() < 0.1
+    assert torch.allclose(q.codes, vq.codebook.detach()[q.ids], atol=1e-5) and q.usage.item() == 1.0
+    assert q.loss.item() > 0
+
+
+def test_warmup_noise_and_eval():
+    """Warm-up noise perturbs the codes in training only; eval passes always quantise."""
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, 8, l2_codes=True, warmup_steps=5)
+    z = torch.randn(16, 8)
+    codes = vq.train()(z).codes
+    assert not torch.allclose(codes, torch.nn.functional.normalize(z, dim=-1))
+    assert torch.allclose(codes.norm(dim=-1), torch.ones(16), atol=1e-5)
+    q = vq.eval()(z)
+    assert torch.allclose(q.codes, vq.embed(q.ids)) and int(vq.steps_taken) == 1
+
+
+def test_warmup_step_count_is_checkpointed():
+    """The step count travels with the weights, so a loaded model does not warm up again; the
+    remembered encodings do not, and a quantizer without warm-up keeps its old keys."""
+    assert set(VectorQuantizer(4, 2).state_dict()) == {"codebook", "idle_steps"}
+    vq = VectorQuantizer(4, 2, warmup_steps=2).train()
+    for _ in range(3):
+        vq(torch.randn(8, 2))
+    state = vq.state_dict()
+    assert set(state) == {"codebook", "idle_steps", "steps_taken"}
+    fresh = VectorQuantizer(4, 2, warmup_steps=2).train()
+    fresh.load_state_dict(state)
+    book = fresh.codebook.detach().clone()
+    fresh(torch.randn(8, 2) + 50)  # past the warm-up: no second k-means onto these
+    assert (fresh.codebook.detach() - book).abs().max() < 1e-6

@@ -1,5 +1,5 @@
 """Data-parallel training on CPU processes (gloo): a DDP run of stage 1 through the CLI, and
-VQ dead-code restarts that keep every rank's codebook identical, stage-2 validation NMI pooled
+VQ dead-code restarts and codebook warm-ups that keep every rank's codebook identical, stage-2 validation NMI pooled
 over ranks holding different numbers of clips."""
 
 import subprocess
@@ -36,6 +36,27 @@ def test_dead_code_restarts_stay_in_sync(tmp_path):
     assert torch.equal(r0["start"], r1["start"])
     assert not torch.equal(r0["codebook"], r0["start"])  # codes were restarted
     assert torch.equal(r0["codebook"], r1["codebook"]) and torch.equal(r0["idle"], r1["idle"])
+
+
+def _warmup_worker(rank: int, world: int, init: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, 2, warmup_steps=2).train()
+    torch.manual_seed(100 + rank)  # each rank its own encodings and its own k-means draws
+    for _ in range(3):
+        vq(torch.randn(32, 2) + 4.0 * rank)
+    torch.save({"codebook": vq.codebook.detach()}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_warmup_kmeans_codebook_is_the_same_on_every_rank(tmp_path):
+    """After the codebook warm-up, ranks that remembered different encodings start quantising
+    from the same k-means codebook (rank 0's)."""
+    torch.multiprocessing.start_processes(_warmup_worker, args=(2, str(tmp_path / "init"), str(tmp_path)),
+                                          nprocs=2, start_method="fork")
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert torch.equal(r0["codebook"], r1["codebook"])
+    assert r0["codebook"].mean(0).abs().max() < 1.5  # rank 0's encodings (around 0), not rank 1's (around 4)
 
 
 def test_stage1_ddp_two_cpu_processes(tmp_path):

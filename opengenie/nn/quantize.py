@@ -1,5 +1,6 @@
 """Vector quantisation (van den Oord et al. 2017) with the fixes that keep a codebook alive:
-l2-normalised codes and dead-code restart.
+l2-normalised codes, dead-code restart, and a continuous warm-up that ends in a k-means
+initialisation of the codebook.
 
 Quantizers take channel-last encodings `(..., D)` and return a `Quantized` record. The
 lookup-free quantizer in `opengenie.nn.lfq` returns the same record.
@@ -49,17 +50,34 @@ class VectorQuantizer(nn.Module):
     similarity, as in ViT-VQGAN), which keeps code norms from drifting apart and most codes used.
     With `dead_code_steps` > 0, a code unused for that many training steps is re-seeded from a
     random recent encoding, so a poor initialisation cannot leave part of the codebook dead.
+
+    With `warmup_steps` > 0, the first that many training steps pass the (normalised) encodings
+    through unquantised, with Gaussian noise of scale `warmup_noise`, and the quantizer loss is
+    zero; the step after, the codebook is set by k-means over the last `warmup_memory` encodings
+    and quantisation starts. A codebook learnt jointly with its encoder from random codes
+    settles early into k-means' local optima — one code for two kinds of input, two codes for
+    one — and the straight-through gradient does not lift it out; an encoder trained first
+    through a noisy continuous bottleneck has already sorted its inputs when the codes are
+    placed. In eval mode during the warm-up the ids come from the not yet initialised codebook.
     """
 
     def __init__(self, codebook_size: int, code_dim: int, *, commitment_weight: float = 0.25,
-                 l2_codes: bool = False, dead_code_steps: int = 0) -> None:
+                 l2_codes: bool = False, dead_code_steps: int = 0, warmup_steps: int = 0,
+                 warmup_noise: float = 0.1, warmup_memory: int = 1024) -> None:
         super().__init__()
         self.codebook_size, self.code_dim = codebook_size, code_dim
         self.commitment_weight, self.l2_codes = commitment_weight, l2_codes
         self.dead_code_steps = dead_code_steps
+        self.warmup_steps, self.warmup_noise = warmup_steps, warmup_noise
         self.codebook = nn.Parameter(torch.randn(codebook_size, code_dim) / code_dim**0.5)
         # Training steps since each code was last chosen (a buffer, so it is checkpointed).
         self.register_buffer("idle_steps", torch.zeros(codebook_size, dtype=torch.long))
+        if warmup_steps > 0:
+            # Training steps taken (checkpointed, so a resumed or fine-tuned model does not warm
+            # up again) and the latest encodings, for k-means (not checkpointed).
+            self.register_buffer("steps_taken", torch.zeros((), dtype=torch.long))
+            self.register_buffer("memory", torch.zeros(warmup_memory, code_dim), persistent=False)
+            self.register_buffer("memory_size", torch.zeros((), dtype=torch.long), persistent=False)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Codes for ids: (...) int64 → (..., D)."""
@@ -74,6 +92,12 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"expected encodings (..., {self.code_dim}), got {tuple(z.shape)}")
         # Distances in fp32: under bf16 autocast near-ties between codes would flip arbitrarily.
         flat = self._normed(z.reshape(-1, self.code_dim).float())  # (M, D)
+        if self.training and self.warmup_steps > 0:
+            self.steps_taken += 1
+            if self.steps_taken <= self.warmup_steps:
+                return self._warmup(z, flat)
+            if self.steps_taken == self.warmup_steps + 1:
+                self._init_codebook(flat.detach())
         book = self._normed(self.codebook.float())  # (K, D)
         dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ book.t() + book.pow(2).sum(1)  # (M, K)
         ids = dist.argmin(dim=1)  # (M,)
@@ -84,6 +108,37 @@ class VectorQuantizer(nn.Module):
         codes = flat + (e - flat).detach()  # straight-through: forward e, gradient to z
         perplexity, usage = code_statistics(ids, self.codebook_size)
         return Quantized(codes.reshape(z.shape).to(z.dtype), ids.reshape(z.shape[:-1]), loss, perplexity, usage)
+
+    def _warmup(self, z: torch.Tensor, flat: torch.Tensor) -> Quantized:
+        """A warm-up step: the encodings, noisy and unquantised; remembered for k-means."""
+        self._remember(flat.detach())
+        codes = self._normed(flat + self.warmup_noise * torch.randn_like(flat))
+        book = self._normed(self.codebook.detach().float())
+        ids = (flat.detach() @ book.t()).argmax(1) if self.l2_codes else torch.cdist(flat.detach(), book).argmin(1)
+        perplexity, usage = code_statistics(ids, self.codebook_size)
+        return Quantized(codes.reshape(z.shape).to(z.dtype), ids.reshape(z.shape[:-1]), flat.new_zeros(()),
+                         perplexity, usage)
+
+    @torch.no_grad()
+    def _remember(self, flat: torch.Tensor) -> None:
+        """Append encodings to the ring of the latest `warmup_memory` ones."""
+        flat = flat[-len(self.memory):]
+        start = int(self.memory_size) % len(self.memory)
+        idx = (start + torch.arange(len(flat), device=flat.device)) % len(self.memory)
+        self.memory[idx] = flat.to(self.memory.dtype)
+        self.memory_size += len(flat)
+
+    @torch.no_grad()
+    def _init_codebook(self, flat: torch.Tensor) -> None:
+        """Place the codes by k-means over the remembered encodings and this batch's."""
+        seen = self.memory[: min(int(self.memory_size), len(self.memory))]
+        points = torch.cat([seen, flat.to(seen.dtype)])
+        book = kmeans(points, self.codebook_size)
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast(book, src=0)  # every rank starts from rank 0's codebook
+        self.codebook.data.copy_(book.to(self.codebook.dtype))
+        self.idle_steps.zero_()
 
     @torch.no_grad()
     def _restart_dead_codes(self, ids: torch.Tensor, flat: torch.Tensor) -> None:
@@ -113,3 +168,27 @@ class VectorQuantizer(nn.Module):
             dist.broadcast(seeds, src=0)  # the same revived codes on every rank
         self.codebook.data[dead] = seeds.to(self.codebook.dtype)
         self.idle_steps[dead] = 0
+
+
+@torch.no_grad()
+def kmeans(points: torch.Tensor, k: int, *, iters: int = 30, restarts: int = 8) -> torch.Tensor:
+    """Centres (k, D) of `points` (N, D): k-means++ seeding, Lloyd iterations, the best of
+    `restarts` runs by within-cluster squared distance. With fewer distinct points than k, the
+    spare centres are copies of points, which dead-code restart later moves."""
+    best, best_err = None, float("inf")
+    for _ in range(restarts):
+        centres = points[torch.randint(len(points), (1,), device=points.device)]
+        for _ in range(k - 1):  # k-means++: a new centre with probability ∝ squared distance
+            d2 = torch.cdist(points, centres).min(1).values.pow(2)
+            pick = torch.multinomial(d2, 1) if d2.sum() > 0 else torch.randint(len(points), (1,), device=points.device)
+            centres = torch.cat([centres, points[pick]])
+        for _ in range(iters):
+            ids = torch.cdist(points, centres).argmin(1)
+            sums = torch.zeros_like(centres).index_add_(0, ids, points)
+            counts = torch.bincount(ids, minlength=k).unsqueeze(1)
+            centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+        err = torch.cdist(points, centres).min(1).values.pow(2).sum().item()
+        if err < best_err:
+            best, best_err = centres, err
+    assert best is not None
+    return best
