@@ -98,10 +98,18 @@ def test_warmup_passes_encodings_then_places_codes_by_kmeans():
         q.codes.sum().backward()
         assert torch.equal(z.grad, torch.ones_like(z))
     assert torch.equal(vq.codebook, start) and int(vq.steps_taken) == 3
-    q = vq(points)  # step 4: codes placed, then quantised
+    q = vq(points[:50])  # step 4, one cluster only: codes placed from the remembered ones, then quantised
     assert torch.cdist(centres, vq.codebook.detach()).min(1).values.max() < 0.1
-    assert torch.allclose(q.codes, vq.codebook.detach()[q.ids], atol=1e-5) and q.usage.item() == 1.0
+    assert torch.allclose(q.codes, vq.codebook.detach()[q.ids], atol=1e-5) and q.ids.unique().numel() == 1
     assert q.loss.item() > 0
+
+
+def test_warmup_memory_keeps_the_latest_encodings():
+    """The ring of remembered encodings wraps around and holds the newest ones."""
+    vq = VectorQuantizer(2, 1, warmup_steps=10, warmup_memory=5).train()
+    for start in (0, 3, 6):
+        vq(torch.arange(start, start + 3, dtype=torch.float32)[:, None])
+    assert sorted(vq.memory.flatten().tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0]
 
 
 def test_warmup_noise_and_eval():
@@ -128,5 +136,6 @@ def test_warmup_step_count_is_checkpointed():
     fresh = VectorQuantizer(4, 2, warmup_steps=2).train()
     fresh.load_state_dict(state)
     book = fresh.codebook.detach().clone()
-    fresh(torch.randn(8, 2) + 50)  # past the warm-up: no second k-means onto these
-    assert (fresh.codebook.detach() - book).abs().max() < 1e-6
+    q = fresh(torch.randn(8, 2) + 50)  # past the warm-up: quantised, and no second k-means onto these
+    assert q.loss.item() > 0 and int(fresh.steps_taken) == 3
+    assert torch.equal(fresh.codebook.detach(), book)

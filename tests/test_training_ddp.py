@@ -42,16 +42,24 @@ def _warmup_worker(rank: int, world: int, init: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
     torch.manual_seed(0)
     vq = VectorQuantizer(4, 2, warmup_steps=2).train()
+    # An encoder in front, as in a model: DDP then insists that every parameter, the codebook
+    # included, receives a gradient at every step.
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), vq)
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(2))
+        model[0].bias.zero_()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
     torch.manual_seed(100 + rank)  # each rank its own encodings and its own k-means draws
-    for _ in range(3):
-        vq(torch.randn(32, 2) + 4.0 * rank)
+    for _ in range(4):
+        q = ddp(torch.randn(32, 2) + 4.0 * rank)
+        (q.codes.sum() + q.loss).backward()
     torch.save({"codebook": vq.codebook.detach()}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
 
 def test_warmup_kmeans_codebook_is_the_same_on_every_rank(tmp_path):
-    """After the codebook warm-up, ranks that remembered different encodings start quantising
-    from the same k-means codebook (rank 0's)."""
+    """Under DDP the warm-up steps train like any other, and after them ranks that remembered
+    different encodings start quantising from the same k-means codebook (rank 0's)."""
     torch.multiprocessing.start_processes(_warmup_worker, args=(2, str(tmp_path / "init"), str(tmp_path)),
                                           nprocs=2, start_method="fork")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))

@@ -59,6 +59,9 @@ class VectorQuantizer(nn.Module):
     one — and the straight-through gradient does not lift it out; an encoder trained first
     through a noisy continuous bottleneck has already sorted its inputs when the codes are
     placed. In eval mode during the warm-up the ids come from the not yet initialised codebook.
+    Steps are training forward passes (micro-batches under gradient accumulation). The step count
+    is checkpointed, the remembered encodings are not: a run resumed during the warm-up places
+    the codes from the encodings seen after the resume.
     """
 
     def __init__(self, codebook_size: int, code_dim: int, *, commitment_weight: float = 0.25,
@@ -78,6 +81,7 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("steps_taken", torch.zeros((), dtype=torch.long))
             self.register_buffer("memory", torch.zeros(warmup_memory, code_dim), persistent=False)
             self.register_buffer("memory_size", torch.zeros((), dtype=torch.long), persistent=False)
+        self._warm: bool | None = None
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Codes for ids: (...) int64 → (..., D)."""
@@ -92,12 +96,12 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"expected encodings (..., {self.code_dim}), got {tuple(z.shape)}")
         # Distances in fp32: under bf16 autocast near-ties between codes would flip arbitrarily.
         flat = self._normed(z.reshape(-1, self.code_dim).float())  # (M, D)
-        if self.training and self.warmup_steps > 0:
+        if self.training and self._warming():
             self.steps_taken += 1
-            if self.steps_taken <= self.warmup_steps:
+            if int(self.steps_taken) <= self.warmup_steps:
                 return self._warmup(z, flat)
-            if self.steps_taken == self.warmup_steps + 1:
-                self._init_codebook(flat.detach())
+            self._init_codebook(flat.detach())
+            self._warm = False
         book = self._normed(self.codebook.float())  # (K, D)
         dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ book.t() + book.pow(2).sum(1)  # (M, K)
         ids = dist.argmin(dim=1)  # (M,)
@@ -109,6 +113,17 @@ class VectorQuantizer(nn.Module):
         perplexity, usage = code_statistics(ids, self.codebook_size)
         return Quantized(codes.reshape(z.shape).to(z.dtype), ids.reshape(z.shape[:-1]), loss, perplexity, usage)
 
+    def _warming(self) -> bool:
+        """Whether the codes are still to be placed, read from the step count once and then kept
+        on the host, so that steps after the warm-up wait for no device."""
+        if self._warm is None:
+            self._warm = self.warmup_steps > 0 and int(self.steps_taken) <= self.warmup_steps
+        return self._warm
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._warm = None  # a loaded step count decides anew
+        super()._load_from_state_dict(*args, **kwargs)
+
     def _warmup(self, z: torch.Tensor, flat: torch.Tensor) -> Quantized:
         """A warm-up step: the encodings, noisy and unquantised; remembered for k-means."""
         self._remember(flat.detach())
@@ -116,8 +131,10 @@ class VectorQuantizer(nn.Module):
         book = self._normed(self.codebook.detach().float())
         ids = (flat.detach() @ book.t()).argmax(1) if self.l2_codes else torch.cdist(flat.detach(), book).argmin(1)
         perplexity, usage = code_statistics(ids, self.codebook_size)
-        return Quantized(codes.reshape(z.shape).to(z.dtype), ids.reshape(z.shape[:-1]), flat.new_zeros(()),
-                         perplexity, usage)
+        # A zero loss that still reaches the codebook: data-parallel training expects every
+        # parameter to receive a gradient each step.
+        loss = 0.0 * self.codebook.sum()
+        return Quantized(codes.reshape(z.shape).to(z.dtype), ids.reshape(z.shape[:-1]), loss, perplexity, usage)
 
     @torch.no_grad()
     def _remember(self, flat: torch.Tensor) -> None:
@@ -175,6 +192,7 @@ def kmeans(points: torch.Tensor, k: int, *, iters: int = 30, restarts: int = 8) 
     """Centres (k, D) of `points` (N, D): k-means++ seeding, Lloyd iterations, the best of
     `restarts` runs by within-cluster squared distance. With fewer distinct points than k, the
     spare centres are copies of points, which dead-code restart later moves."""
+    points = points.float()
     best, best_err = None, float("inf")
     for _ in range(restarts):
         centres = points[torch.randint(len(points), (1,), device=points.device)]
