@@ -155,12 +155,15 @@ class LatentActionModel(nn.Module):
         actions, loss, _ = self._encode(video, self._features(video))
         return EncodedActions(actions, loss)
 
+    def _pool(self, feats: torch.Tensor) -> torch.Tensor:
+        """Features (B, D, T, h, w) → one normalised vector per frame (B, T, D)."""
+        return self.encoder_norm(reduce(feats, "b d t h w -> b t d", "mean"))
+
     def _encode(self, video: torch.Tensor, feats: torch.Tensor):
-        pooled = self.encoder_norm(reduce(feats, "b d t h w -> b t d", "mean"))  # (B, T, D)
+        pooled = self._pool(feats)  # (B, T, D)
         if self.config.encoder == "pairs":
             # a_t is how the pair (x_t, x_t+1) reads against the still pair (x_t, x_t).
-            moved = self._pair_features(video[:, :, :-1], video[:, :, 1:])
-            after = self.encoder_norm(reduce(moved, "b d t h w -> b t d", "mean"))  # (B, T−1, D)
+            after = self._pool(self._pair_features(video[:, :, :-1], video[:, :, 1:]))  # (B, T−1, D)
         else:
             after = pooled[:, 1:]  # frame t+1's features, which (causally) have seen x_1..x_t+1
         # Against frame t's features, what stays the same — the level, the colours — cancels, so

@@ -103,8 +103,7 @@ class VectorQuantizer(nn.Module):
             self._init_codebook(flat.detach())
             self._warm = False
         book = self._normed(self.codebook.float())  # (K, D)
-        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ book.t() + book.pow(2).sum(1)  # (M, K)
-        ids = dist.argmin(dim=1)  # (M,)
+        ids = _nearest(flat, book)  # (M,)
         e = book[ids]  # (M, D)
         loss = F.mse_loss(e, flat.detach()) + self.commitment_weight * F.mse_loss(flat, e.detach())
         if self.training and self.dead_code_steps > 0:
@@ -128,8 +127,7 @@ class VectorQuantizer(nn.Module):
         """A warm-up step: the encodings, noisy and unquantised; remembered for k-means."""
         self._remember(flat.detach())
         codes = self._normed(flat + self.warmup_noise * torch.randn_like(flat))
-        book = self._normed(self.codebook.detach().float())
-        ids = (flat.detach() @ book.t()).argmax(1) if self.l2_codes else torch.cdist(flat.detach(), book).argmin(1)
+        ids = _nearest(flat.detach(), self._normed(self.codebook.detach().float()))  # (M,)
         perplexity, usage = code_statistics(ids, self.codebook_size)
         # A zero loss that still reaches the codebook: data-parallel training expects every
         # parameter to receive a gradient each step.
@@ -151,9 +149,8 @@ class VectorQuantizer(nn.Module):
         seen = self.memory[: min(int(self.memory_size), len(self.memory))]
         points = torch.cat([seen, flat.to(seen.dtype)])
         book = kmeans(points, self.codebook_size)
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.broadcast(book, src=0)  # every rank starts from rank 0's codebook
+        if _distributed():
+            torch.distributed.broadcast(book, src=0)  # every rank starts from rank 0's codebook
         self.codebook.data.copy_(book.to(self.codebook.dtype))
         self.idle_steps.zero_()
 
@@ -162,7 +159,7 @@ class VectorQuantizer(nn.Module):
         used = torch.zeros(self.codebook_size, dtype=torch.bool, device=ids.device)
         used[ids] = True
         dist = torch.distributed
-        synced = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        synced = _distributed()
         if synced:
             # Data parallel: every rank must keep the same codebook, and DDP syncs gradients,
             # not parameters, so a rank-local restart would split the ranks apart for good.
@@ -185,6 +182,18 @@ class VectorQuantizer(nn.Module):
             dist.broadcast(seeds, src=0)  # the same revived codes on every rank
         self.codebook.data[dead] = seeds.to(self.codebook.dtype)
         self.idle_steps[dead] = 0
+
+
+def _nearest(flat: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest code (M,) for encodings (M, D) and codes (K, D)."""
+    dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ book.t() + book.pow(2).sum(1)  # (M, K)
+    return dist.argmin(dim=1)
+
+
+def _distributed() -> bool:
+    """Whether this process is one of several in a torch.distributed group."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 @torch.no_grad()
