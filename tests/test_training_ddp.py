@@ -4,6 +4,8 @@ over ranks holding different numbers of clips."""
 
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,10 +15,33 @@ import torch.distributed as dist
 from opengenie.nn.quantize import VectorQuantizer
 
 ROOT = Path(__file__).parent.parent
+TIMEOUT = 180  # seconds for a pair of ranks; they take a few
+
+
+def _run_ranks(worker, tmp_path: Path, world: int = 2) -> None:
+    """Run `worker(rank, world, init_file, out_dir)` in `world` fresh processes and wait for them.
+
+    Spawned, not forked: a fork of this multi-threaded test process can inherit a lock that some
+    thread held at that moment and then wait on it for ever. A rank that is not done within
+    TIMEOUT fails the test instead of hanging the run."""
+    ctx = torch.multiprocessing.start_processes(worker, args=(world, str(tmp_path / "init"), str(tmp_path)),
+                                                nprocs=world, start_method="spawn", join=False)
+    deadline = time.monotonic() + TIMEOUT
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in ctx.processes:
+                process.kill()
+            pytest.fail(f"the {world} ranks did not finish within {TIMEOUT} s")
+
+
+def _init(rank: int, world: int, init: str) -> None:
+    torch.set_num_threads(1)  # one core per rank
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=TIMEOUT))
 
 
 def _restart_worker(rank: int, world: int, init: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    _init(rank, world, init)
     torch.manual_seed(0)  # the same initial codebook everywhere, as DDP makes it
     vq = VectorQuantizer(16, 4, dead_code_steps=2).train()
     start = vq.codebook.detach().clone()
@@ -30,8 +55,7 @@ def _restart_worker(rank: int, world: int, init: str, out: str) -> None:
 def test_dead_code_restarts_stay_in_sync(tmp_path):
     """With torch.distributed initialised, ranks that see different batches agree on which
     codes are dead and revive them with the same vectors: the codebooks stay identical."""
-    torch.multiprocessing.start_processes(_restart_worker, args=(2, str(tmp_path / "init"), str(tmp_path)),
-                                          nprocs=2, start_method="fork")
+    _run_ranks(_restart_worker, tmp_path)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert torch.equal(r0["start"], r1["start"])
     assert not torch.equal(r0["codebook"], r0["start"])  # codes were restarted
@@ -39,7 +63,7 @@ def test_dead_code_restarts_stay_in_sync(tmp_path):
 
 
 def _warmup_worker(rank: int, world: int, init: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    _init(rank, world, init)
     torch.manual_seed(0)
     vq = VectorQuantizer(4, 2, warmup_steps=2).train()
     # An encoder in front, as in a model: DDP then insists that every parameter, the codebook
@@ -54,14 +78,15 @@ def _warmup_worker(rank: int, world: int, init: str, out: str) -> None:
         q = ddp(torch.randn(32, 2) + 4.0 * rank)
         (q.codes.sum() + q.loss).backward()
     torch.save({"codebook": vq.codebook.detach()}, f"{out}/rank{rank}.pt")
+    del ddp  # DDP's reducer holds the group: release it while the other rank is still there
+    dist.barrier()
     dist.destroy_process_group()
 
 
 def test_warmup_kmeans_codebook_is_the_same_on_every_rank(tmp_path):
     """Under DDP the warm-up steps train like any other, and after them ranks that remembered
     different encodings start quantising from the same k-means codebook (rank 0's)."""
-    torch.multiprocessing.start_processes(_warmup_worker, args=(2, str(tmp_path / "init"), str(tmp_path)),
-                                          nprocs=2, start_method="fork")
+    _run_ranks(_warmup_worker, tmp_path)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert torch.equal(r0["codebook"], r1["codebook"])
     assert r0["codebook"].mean(0).abs().max() < 1.5  # rank 0's encodings (around 0), not rank 1's (around 4)
