@@ -4,9 +4,10 @@ Given the tokens of frames z_1..t and the latent actions a_1..t, it predicts z_t
 ST-transformer is causal in time, so one pass trains every frame at once, and at play time the
 keys/values of past frames are cached and each MaskGIT step computes only the new frame.
 
-Action conditioning (config `action_conditioning`): 'additive' adds the embedding of a_t-1 to
-every token of frame t (the paper); 'token' gives frame t one extra token holding a_t-1,
-which spatial attention reads (a later reimplementation found this essential on CoinRun).
+Action conditioning (config `action_conditioning`): 'token' (the default) gives frame t one
+extra token holding a_t-1, which spatial attention reads (a later reimplementation found this
+essential on CoinRun, and it follows its actions far better in `bench/action_conditioning.py`);
+'additive' adds the embedding of a_t-1 to every token of frame t (the paper).
 """
 
 from __future__ import annotations

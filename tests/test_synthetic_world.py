@@ -74,4 +74,4 @@ def test_dynamics_follows_the_latent_actions():
     torch.manual_seed(0)
     config = replace(presets.tiny().dynamics, vocab_size=2, num_actions=action_model.config.codebook_size)
     right, other = follows_actions(DynamicsModel(config), tokens, codes, val_tokens, val_codes)
-    assert right > other + 0.15, f"accuracy {right:.3f} with the model's code, {other:.3f} with another"
+    assert right > other + 0.3, f"accuracy {right:.3f} with the model's code, {other:.3f} with another"
