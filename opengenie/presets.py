@@ -22,7 +22,10 @@ def coinrun() -> GenieConfig:
     """The paper's CoinRun case study (Genie §3.4, App. D): fits one 16 GB accelerator.
 
     Tokenizer 8+8 layers × 512, 1024 codes, patch 4; action model 8+8 × 512, 6 actions,
-    patch 16; dynamics 12 × 512; 16-frame clips of 64×64; MaskGIT at temperature 1.
+    patch 16; dynamics 12 × 512; 16-frame clips of 64×64; MaskGIT at temperature 1. One
+    departure: the dynamics model reads its action as one extra token per frame (the library's
+    default), not as the paper's additive embedding; `dynamics.action_conditioning: additive`
+    restores the paper's.
     """
     return GenieConfig(
         tokenizer=TokenizerConfig(patch_size=4, dim=512, depth=8, decoder_depth=8, heads=8,

@@ -1,6 +1,7 @@
 """World-model metrics: windowed reconstruction and actions, rollouts, ΔtPSNR, teacher forcing."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,7 +16,11 @@ def world():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models run fastest single-threaded on a shared CPU
     torch.manual_seed(0)
-    yield Genie(presets.tiny()).eval()
+    # Additive actions: an untrained world then answers a change of action from the first frame
+    # on, where an untrained one reading an action token may not (its random rollouts could
+    # repeat the inferred ones, which the metrics below must tell apart).
+    config = presets.tiny()
+    yield Genie(replace(config, dynamics=replace(config.dynamics, action_conditioning="additive"))).eval()
     torch.set_num_threads(threads)
 
 

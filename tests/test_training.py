@@ -190,6 +190,11 @@ def test_stage1_resume_through_the_cli(coinrun, tmp_path):
     main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "b", 4, *CSV, str(tmp_path / "b"), "--ckpt_path", "last"))
     whole, parts = _csv_losses(tmp_path / "a"), _csv_losses(tmp_path / "b")
     assert len(whole) == 4 and parts == pytest.approx(whole, rel=1e-6, abs=0)
+    # A changed model config that leaves every weight's shape alone is still refused.
+    changed = ["--model.init_args.overrides", "{tokenizer: {commitment_weight: 0.5}}"]
+    with pytest.raises(ValueError, match=r"tokenizer\.commitment_weight: 0\.25 -> 0\.5"):
+        main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "b", 6, *CSV, str(tmp_path / "b"), *changed,
+                   "--ckpt_path", "last"))
 
 
 def test_invalid_config_values_give_clear_errors(coinrun, tmp_path):

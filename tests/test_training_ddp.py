@@ -29,15 +29,18 @@ def _run_ranks(worker, tmp_path: Path, world: int = 2) -> None:
     deadline = time.monotonic() + TIMEOUT
     while not ctx.join(timeout=1):
         if time.monotonic() > deadline:
+            stuck = [rank for rank, process in enumerate(ctx.processes) if process.is_alive()]
             for process in ctx.processes:
                 process.kill()
-            pytest.fail(f"the {world} ranks did not finish within {TIMEOUT} s")
+                process.join()
+            pytest.fail(f"ranks {stuck} of {world} did not finish within {TIMEOUT} s")
 
 
 def _init(rank: int, world: int, init: str) -> None:
+    """Join the gloo group; a collective that waits on a missing rank fails well before TIMEOUT."""
     torch.set_num_threads(1)  # one core per rank
     dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=TIMEOUT))
+                            timeout=timedelta(seconds=TIMEOUT // 3))
 
 
 def _restart_worker(rank: int, world: int, init: str, out: str) -> None:
@@ -49,6 +52,7 @@ def _restart_worker(rank: int, world: int, init: str, out: str) -> None:
     for _ in range(5):
         vq(torch.randn(32, 4) + 4.0 * rank)  # far-apart encodings: the ranks use different codes
     torch.save({"start": start, "codebook": vq.codebook.detach(), "idle": vq.idle_steps}, f"{out}/rank{rank}.pt")
+    dist.barrier()
     dist.destroy_process_group()
 
 

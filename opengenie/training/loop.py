@@ -171,6 +171,13 @@ class GenieStage(L.LightningModule):
         checkpoint["rng"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Weights of another model config can load without complaint (action conditioning,
+        # for one, changes no parameter), so a resumed run must be the model it continues.
+        saved = checkpoint.get("hyper_parameters", {}).get("genie_config")
+        if saved is not None and saved != self.hparams.genie_config:
+            changed = ", ".join(config_differences(saved, self.hparams.genie_config))
+            raise ValueError(f"the checkpoint was trained with another model config ({changed}); "
+                             "resume with the config it was trained with")
         self._resume_rng = checkpoint.get("rng")
 
     def on_train_start(self) -> None:
@@ -179,6 +186,18 @@ class GenieStage(L.LightningModule):
         if self._resume_rng is not None:
             set_rng_state(self._resume_rng)
             self._resume_rng = None
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields whose values differ: `saved -> current` for each."""
+    out = []
+    for key in sorted(set(saved) | set(current), key=str):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
 
 
 def rng_state() -> dict:
