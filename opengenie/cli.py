@@ -1,4 +1,4 @@
-"""The `opengenie` command. The only place in the package that parses argv.
+"""The `opengenie` command: data, training, evaluation and play from the shell.
 
 Each sub-command is a thin wrapper: it turns flags into arguments of a library function.
 """
@@ -9,8 +9,26 @@ import argparse
 import sys
 
 
+def _bounded(kind: type, low: float, high: float | None = None):
+    """An argparse type: `kind` values in [low, high], with a message naming the bounds."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+    return parse
+
+
+_STEPS = _bounded(int, 1)
+_TEMPERATURE = _bounded(float, 0.0)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="tokenize and reconstruct a generated clip; write a comparison image")
+    p = sub.add_parser("demo", help="train a tiny tokenizer on CoinRun; write held-out reconstructions")
     p.add_argument("--out", default="out/demo", help="output folder")
     p.add_argument("--steps", type=int, default=300, help="training steps of the tiny tokenizer")
     p.add_argument("--seed", type=int, default=0)
@@ -64,7 +82,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--workers", type=int, default=1, help="processes playing levels in parallel")
     c.add_argument("--difficulty", default="hard", choices=["easy", "hard"], help="procgen distribution mode")
     c.add_argument("--seed", type=int, default=0, help="seed of the random policy")
-    c.add_argument("--compress", action="store_true", help="zip-compress episodes (~10x smaller, slower clips)")
+    c.add_argument("--compress", action="store_true", help="zip-compress episodes (~16x smaller, slower clips)")
 
     v = verbs.add_parser("videos", help="turn video files (anything FFmpeg reads) into episodes")
     v.add_argument("--src", nargs="+", required=True, help="video files or folders (searched recursively)")
@@ -208,13 +226,16 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--grid", action="store_true", help="every action from the same prompt, one row each (PNG)")
     p.add_argument("--frames-per-action", type=int, default=6, help="with --grid: frames each action is held")
     p.add_argument("--out", required=True, help="rollout.gif | rollout.mp4 | grid.png (with --grid)")
-    p.add_argument("--steps", type=int, default=None, help="MaskGIT steps per frame (default: the model's)")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the model's)")
+    p.add_argument("--steps", type=_STEPS, default=None, help="MaskGIT steps per frame (default: the model's)")
+    p.add_argument("--temperature", type=_TEMPERATURE, default=None,
+                   help="sampling temperature, 0 = most likely tokens (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of --random")
-    p.add_argument("--fps", type=float, default=8, help="frames per second of the GIF/MP4")
-    p.add_argument("--scale", type=int, default=None, help="nearest-neighbour upscaling (default 4; 2 for --grid)")
+    p.add_argument("--fps", type=_bounded(float, 0.1), default=8, help="frames per second of the GIF/MP4")
+    p.add_argument("--scale", type=_bounded(int, 1), default=None,
+                   help="nearest-neighbour upscaling (default 4; 2 for --grid)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--bf16", action="store_true", help="run the world under bfloat16 autocast (several times faster)")
+    p.add_argument("--bf16", action="store_true",
+                   help="run the world under bfloat16 autocast (about 2x faster for CoinRun-size worlds)")
 
     def run(args: argparse.Namespace) -> None:
         from pathlib import Path
@@ -260,17 +281,19 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 def _add_play(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="play a world in the browser: a local web page, keys 1..N take latent actions")
     p.add_argument("--model", required=True, help="a saved world (folder with config.json + model.safetensors)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_bounded(int, 1, 65535), default=8000)
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 lets other machines play (no authentication)")
     p.add_argument("--data", default=None, help="episode folder (opengenie data coinrun) to offer starting frames")
     p.add_argument("--prompt", default=None, help="image every session starts from (default: first --data frame)")
-    p.add_argument("--steps", type=int, default=None, help="MaskGIT steps per frame (default: the model's)")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the model's)")
-    p.add_argument("--max-sessions", type=int, default=16, help="tabs playing at once")
+    p.add_argument("--steps", type=_STEPS, default=None, help="MaskGIT steps per frame (default: the model's)")
+    p.add_argument("--temperature", type=_TEMPERATURE, default=None,
+                   help="sampling temperature, 0 = most likely tokens (default: the model's)")
+    p.add_argument("--max-sessions", type=_bounded(int, 1), default=16, help="tabs playing at once")
     p.add_argument("--idle-timeout", type=float, default=600, help="seconds before an idle tab's session is freed")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (fewer can be faster on a busy CPU)")
-    p.add_argument("--bf16", action="store_true", help="run the world under bfloat16 autocast (several times faster)")
+    p.add_argument("--bf16", action="store_true",
+                   help="run the world under bfloat16 autocast (about 2x faster for CoinRun-size worlds)")
 
     def run(args: argparse.Namespace) -> None:
         from opengenie.play.server import serve

@@ -92,7 +92,8 @@ class DynamicsModel(nn.Module):
             raise ValueError(f"expected tokens (B, T, H', W') int64, got shape {tuple(tokens.shape)}")
         if c.grid is not None and tuple(tokens.shape[2:]) != tuple(c.grid):
             raise ValueError(f"expected tokens with a {tuple(c.grid)} grid, got {tuple(tokens.shape)}")
-        check_ids(tokens, c.vocab_size + 1, "tokens", "(B, T, H', W')")
+        check_ids(tokens, c.vocab_size + 1, f"tokens (codes 0..{c.vocab_size - 1}, {c.vocab_size} = mask)",
+                  "(B, T, H', W')")
         if actions.dim() != 2 or actions.shape[0] != tokens.shape[0] or \
                 actions.shape[1] not in (tokens.shape[1] - 1, tokens.shape[1]):
             raise ValueError(f"expected actions (B, T) or (B, T-1) for tokens {tuple(tokens.shape)}, "

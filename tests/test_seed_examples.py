@@ -1,5 +1,6 @@
 """The seed README's examples run as written, with `genie` replaced by `opengenie`
-(fixing only their typos: the unbalanced bracket in `enc_desc`, `new_tokes`, `num_frame`)."""
+(fixing only their slips: the unbalanced bracket in `enc_desc`, `new_tokes`, `num_frame`, and
+the `import torch` the LatentAction example leaves out)."""
 
 import pytest
 import torch

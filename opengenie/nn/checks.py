@@ -45,8 +45,7 @@ def check_ids(ids: torch.Tensor, size: int, name: str, shape_hint: str) -> None:
         got = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
         raise ValueError(f"expected {name} {shape_hint} int64, got {got}")
     if ids.numel() and (ids.min() < 0 or ids.max() >= size):
-        raise ValueError(f"{name} must lie in [0, {size - 1}] (valid range 0..{size - 1}), "
-                         f"got values in [{ids.min().item()}, {ids.max().item()}]")
+        raise ValueError(f"{name} must lie in 0..{size - 1}, got values in [{ids.min().item()}, {ids.max().item()}]")
 
 
 def check_finite(loss: torch.Tensor, parts: dict[str, torch.Tensor], step: int | None = None) -> None:

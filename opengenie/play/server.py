@@ -29,7 +29,7 @@ import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from opengenie.genie import Genie
 from opengenie.images import ImageLike, load_frames
@@ -61,6 +61,8 @@ def decode_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
                                  f"{MAX_UPLOAD_PIXELS // 10**6} megapixels")
             img.load()
             return load_frames(img.convert("RGB"), size)
+    except UnidentifiedImageError:  # its message names an in-memory buffer, which tells nobody anything
+        raise ValueError("not a PNG, JPEG or WebP image the server can read") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ValueError(f"not a PNG, JPEG or WebP image the server can read ({err})") from None
 
