@@ -1,8 +1,11 @@
 # Make a virtual environment with the pinned CPU torch first (a bare `torch` requirement
-# would pull several GB of CUDA packages), then the package with every extra.
+# would pull several GB of CUDA packages), then the package with every extra. Where the
+# package index serves CUDA builds of torch, name a CPU index:
+#   make play TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+TORCH_INDEX ?=
 
 .PHONY: install play test demo clean
 
@@ -11,7 +14,7 @@ install: $(BIN)/opengenie
 $(BIN)/opengenie: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 

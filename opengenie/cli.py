@@ -246,7 +246,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
         out = Path(args.out)
         if args.grid != (out.suffix.lower() == ".png"):
-            raise ValueError(f"--out {out.name}: write the --grid as .png and rollouts as .gif or .mp4")
+            raise ValueError(f"--out {out}: write the --grid as .png and rollouts as .gif or .mp4")
         world = Genie.from_pretrained(args.model, device=args.device)
         prompt = args.prompt if len(args.prompt) > 1 else args.prompt[0]
         with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16):
