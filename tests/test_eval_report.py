@@ -85,7 +85,7 @@ def test_bad_inputs_give_clear_errors(coinrun, model, tmp_path, monkeypatch, cap
         (["--data", str(tmp_path / "nope")], "opengenie data coinrun"),
         (["--data", str(tmp_path / "empty")], "no episodes in"),
         (["--split", "nope"], "invalid choice"),
-        (["--split", "val"], "for split 'val'"),
+        (["--split", "val"], "--split all"),
         (["--frames", "64"], "--frames 64 is too long"),
         (["--skip", "lpips", "--frames", "8"], "FVD needs clips of at least 9 frames"),
         (["--skip", "psnr"], "--skip takes fvd, lpips"),

@@ -93,8 +93,11 @@ class EpisodeClipDataset(_ClipIndex):
         self.with_actions = with_actions
         paths = episode_paths(self.root, split)
         if not paths:
-            raise ValueError(f"no episodes in {self.root}" + (f" for split {split!r}" if split else "")
-                             + "; create some with `opengenie data coinrun|videos`")
+            if split and episode_paths(self.root, None):
+                raise ValueError(f"no episodes for split {split!r} in {self.root}, which holds episodes of "
+                                 "other splits: choose another split, or all of them (split=None; "
+                                 "`opengenie eval --split all`)")
+            raise ValueError(f"no episodes in {self.root}; create some with `opengenie data coinrun|videos`")
         manifest = read_manifest(self.root)
         known = {e["file"]: e["frames"] for e in manifest["episodes"]} if manifest else {}
         self.paths, lengths, self.invalid = [], [], []
