@@ -23,7 +23,7 @@ def _bounded(kind: type, low: float, high: float | None = None):
     return parse
 
 
-_STEPS = _bounded(int, 1)
+_POSITIVE = _bounded(int, 1)
 _TEMPERATURE = _bounded(float, 0.0)
 
 
@@ -226,12 +226,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--grid", action="store_true", help="every action from the same prompt, one row each (PNG)")
     p.add_argument("--frames-per-action", type=int, default=6, help="with --grid: frames each action is held")
     p.add_argument("--out", required=True, help="rollout.gif | rollout.mp4 | grid.png (with --grid)")
-    p.add_argument("--steps", type=_STEPS, default=None, help="MaskGIT steps per frame (default: the model's)")
+    p.add_argument("--steps", type=_POSITIVE, default=None, help="MaskGIT steps per frame (default: the model's)")
     p.add_argument("--temperature", type=_TEMPERATURE, default=None,
                    help="sampling temperature, 0 = most likely tokens (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of --random")
     p.add_argument("--fps", type=_bounded(float, 0.1), default=8, help="frames per second of the GIF/MP4")
-    p.add_argument("--scale", type=_bounded(int, 1), default=None,
+    p.add_argument("--scale", type=_POSITIVE, default=None,
                    help="nearest-neighbour upscaling (default 4; 2 for --grid)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--bf16", action="store_true",
@@ -285,10 +285,10 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 lets other machines play (no authentication)")
     p.add_argument("--data", default=None, help="episode folder (opengenie data coinrun) to offer starting frames")
     p.add_argument("--prompt", default=None, help="image every session starts from (default: first --data frame)")
-    p.add_argument("--steps", type=_STEPS, default=None, help="MaskGIT steps per frame (default: the model's)")
+    p.add_argument("--steps", type=_POSITIVE, default=None, help="MaskGIT steps per frame (default: the model's)")
     p.add_argument("--temperature", type=_TEMPERATURE, default=None,
                    help="sampling temperature, 0 = most likely tokens (default: the model's)")
-    p.add_argument("--max-sessions", type=_bounded(int, 1), default=16, help="tabs playing at once")
+    p.add_argument("--max-sessions", type=_POSITIVE, default=16, help="tabs playing at once")
     p.add_argument("--idle-timeout", type=float, default=600, help="seconds before an idle tab's session is freed")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (fewer can be faster on a busy CPU)")

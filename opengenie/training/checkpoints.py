@@ -31,7 +31,7 @@ def resolve_config(preset: str, overrides: dict | None = None,
                    tokenizer: TokenizerConfig | None = None) -> dict[str, Any]:
     """The three model configs `{"tokenizer": ..., "action": ..., "dynamics": ...}` of a run.
 
-    preset: "tiny" | "coinrun"; overrides: `{part: {field: value}}` on top of it;
+    preset: "tiny" | "small" | "coinrun"; overrides: `{part: {field: value}}` on top of it;
     tokenizer: the trained tokenizer's config (stage 2), which replaces the preset's.
     Fields that must agree between parts (the dynamics' vocab_size and grid, its num_actions,
     the action model's image_size) follow their source unless an override sets them.
@@ -71,6 +71,18 @@ def parts_from_dict(d: dict[str, Any]) -> dict[str, Any]:
 def config_dict(parts: dict[str, Any]) -> dict[str, Any]:
     """JSON-able form of resolved parts (what goes into a checkpoint's hyper-parameters)."""
     return {name: json.loads(json.dumps(dataclasses.asdict(cfg))) for name, cfg in parts.items()}
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """The fields two `config_dict`s disagree on, each as `dotted.name: saved -> current`."""
+    out = []
+    for key in sorted(set(saved) | set(current), key=str):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

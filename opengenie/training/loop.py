@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from opengenie.nn.checks import check_finite
+from opengenie.training.checkpoints import config_differences
 from opengenie.training.schedule import build_optimizer, check_schedule
 
 
@@ -186,18 +187,6 @@ class GenieStage(L.LightningModule):
         if self._resume_rng is not None:
             set_rng_state(self._resume_rng)
             self._resume_rng = None
-
-
-def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted names of the fields whose values differ: `saved -> current` for each."""
-    out = []
-    for key in sorted(set(saved) | set(current), key=str):
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
 
 
 def rng_state() -> dict:
