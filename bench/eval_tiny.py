@@ -109,7 +109,7 @@ def main() -> None:
     print(f"\ntrained: tokenizer {tok_steps} steps ({args.tokenizer_minutes} min), action model + dynamics "
           f"{dyn_steps} steps ({args.dynamics_minutes} min), batch {args.batch_size}x{frames} frames, "
           f"{args.precision}\n")
-    print((out / "eval" / "report.md").read_text().split("\n## Per frame")[0])
+    print((out / "eval" / "report.md").read_text().split("\n## Frames against")[0])
     (out / "train.json").write_text(json.dumps({"tokenizer_steps": tok_steps, "dynamics_steps": dyn_steps,
                                                 **vars(args)}, indent=2))
 

@@ -74,14 +74,17 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="make training data: CoinRun episodes, converted videos, tar shards")
     verbs = p.add_subparsers(dest="data_command", required=True)
 
-    c = verbs.add_parser("coinrun", help="play procgen CoinRun levels with a random policy; one episode per level")
+    c = verbs.add_parser("coinrun", help="play procgen CoinRun levels with a policy; one episode per level")
     c.add_argument("--out", required=True, help="output folder of level_NNNNNN.npz files and manifest.json")
     c.add_argument("--levels", type=int, required=True, help="number of level seeds (paper: 10,000)")
     c.add_argument("--steps-per-level", type=int, required=True, help="frames per level (paper: 1,000)")
     c.add_argument("--start-level", type=int, default=0, help="first level seed")
     c.add_argument("--workers", type=int, default=1, help="processes playing levels in parallel")
     c.add_argument("--difficulty", default="hard", choices=["easy", "hard"], help="procgen distribution mode")
-    c.add_argument("--seed", type=int, default=0, help="seed of the random policy")
+    c.add_argument("--policy", default="random", choices=["random", "explore"],
+                   help="random: the paper's uniform random actions; explore: keys held for 2-12 steps, "
+                        "right-biased, so the agent walks and jumps into the level")
+    c.add_argument("--seed", type=int, default=0, help="seed of the policy")
     c.add_argument("--compress", action="store_true", help="zip-compress episodes (~16x smaller, slower clips)")
 
     v = verbs.add_parser("videos", help="turn video files (anything FFmpeg reads) into episodes")
@@ -107,7 +110,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
             manifest = generate(args.out, args.levels, args.steps_per_level, start_level=args.start_level,
                                 workers=args.workers, difficulty=args.difficulty, seed=args.seed,
-                                compress=args.compress)
+                                compress=args.compress, policy=args.policy)
         elif args.data_command == "videos":
             from opengenie.data.videos import convert_videos
 
@@ -173,14 +176,45 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", default=None, help="stage-1 checkpoint or dir; checked to be the one stage 2 used")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="storage dtype of the weights")
+    p.add_argument("--label-data", default=None, help="episode folder: measure what each action does and store "
+                                                      "labels and arrow keys in the world (as `opengenie label`)")
+    p.add_argument("--label-split", default="test", choices=["train", "val", "test", "all"],
+                   help="split of --label-data to take prompts from")
 
     def run(args: argparse.Namespace) -> None:
         from opengenie.training.checkpoints import export
 
         out = export(args.dynamics, args.out, tokenizer=args.tokenizer, dtype=args.dtype)
         print(f"wrote {out} (load it with opengenie.Genie.from_pretrained({str(out)!r}))")
+        if args.label_data:
+            _print_labels(_label(out, args.label_data, args.label_split, 32, 12))
 
     p.set_defaults(func=run)
+
+
+def _label(model, data, split: str, prompts: int, steps: int) -> dict:
+    from opengenie.evaluation.labels import label_world
+
+    return label_world(model, data, None if split == "all" else split, prompts, steps)
+
+
+def _print_labels(result: dict) -> None:
+    print(f"labels from {result['prompts']} prompts, each action held {result['steps']} steps "
+          "(camera motion in px, dx > 0 right, dy < 0 up):")
+    for r, name in zip(result["actions"], result["action_labels"]):
+        print(f"  action {r['action']}: {name:<14} dx {r['dx_total']:+6.1f}  dy {r['dy_total']:+6.1f}")
+    print("arrow keys: " + ", ".join(f"{k} -> {v}" for k, v in result["arrow_keys"].items()))
+
+
+def _add_label(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("label", help="measure what each latent action of a world does; store labels and arrow keys")
+    p.add_argument("--model", required=True, help="folder of a saved world; its config.json gets the labels")
+    p.add_argument("--data", required=True, help="episode folder to take prompt frames from")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="split of --data")
+    p.add_argument("--prompts", type=_POSITIVE, default=32, help="prompt frames each action is held from")
+    p.add_argument("--hold-steps", type=_POSITIVE, default=12, help="steps each action is held")
+    p.set_defaults(func=lambda args: _print_labels(_label(args.model, args.data, args.split, args.prompts,
+                                                           args.hold_steps)))
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -189,10 +223,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="episode folder (from `opengenie data coinrun|videos`)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="manifest split to evaluate on (all: every episode)")
-    p.add_argument("--num-clips", type=int, default=64, help="clips to evaluate (drawn with --seed)")
+    p.add_argument("--num-clips", type=_POSITIVE, default=256, help="clips to evaluate (drawn with --seed)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (FVD needs >= 9; 16 by convention)")
     p.add_argument("--seed", type=int, default=0, help="seed of clip choice, MaskGIT draws and random actions")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per batch")
+    p.add_argument("--batch-size", type=int, default=16, help="clips (and held-action rollouts) per batch")
+    p.add_argument("--prompts", type=int, default=16, help="held-out prompt frames of the playability report")
+    p.add_argument("--hold-steps", type=int, default=12, help="steps each action is held in the playability report")
+    p.add_argument("--fvd-precision", default="bf16", choices=["bf16", "fp32"],
+                   help="I3D under bf16 autocast (default: 2x faster, FVD within 0.4%%) or in fp32")
     p.add_argument("--out", default="out/eval", help="output folder of metrics.json, report.md and PNGs")
     p.add_argument("--skip", default="", help="comma-separated metrics to leave out: fvd, lpips")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -209,8 +247,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
         run_eval(args.model, args.data, split=None if args.split == "all" else args.split,
                  num_clips=args.num_clips, frames=args.frames, seed=args.seed, batch_size=args.batch_size,
-                 out=args.out, skip=skip, device=args.device)
-        print(f"wrote {args.out}/metrics.json and {args.out}/report.md")
+                 out=args.out, skip=skip, device=args.device, prompts=args.prompts, hold_steps=args.hold_steps,
+                 fvd_precision=args.fvd_precision)
+        print(f"wrote {args.out}/metrics.json, per_clip.json and report.md")
 
     p.set_defaults(func=run)
 
@@ -311,7 +350,7 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
 
 
 # Sub-commands, in the order `opengenie --help` lists them.
-_SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add_export, _add_eval,
+_SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add_export, _add_label, _add_eval,
              _add_generate, _add_play]
 
 

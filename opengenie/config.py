@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
+ARROWS = ("ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown")
+
+
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise ValueError(msg)
@@ -216,9 +219,20 @@ class GenieConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     action: LatentActionConfig = field(default_factory=LatentActionConfig)
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    action_labels: tuple[str, ...] = ()
+    """What each latent action does, measured on held-out prompts (`opengenie label`, or
+    `opengenie export --label-data`): "walk right", "jump", "still", ...; empty if unmeasured."""
+    arrow_keys: dict[str, int] = field(default_factory=dict)
+    """The latent action each arrow key plays by default ({"ArrowRight": 3, ...}), chosen with
+    the labels: the action that moves the camera furthest that way."""
 
     def __post_init__(self) -> None:
         t, a, d = self.tokenizer, self.action, self.dynamics
+        _check(not self.action_labels or len(self.action_labels) == d.num_actions,
+               f"action_labels has {len(self.action_labels)} labels for {d.num_actions} actions; "
+               "label every action or none (measure them again with `opengenie label`)")
+        _check(all(k in ARROWS and isinstance(v, int) and 0 <= v < d.num_actions for k, v in self.arrow_keys.items()),
+               f"arrow_keys must map keys of {ARROWS} to actions in 0..{d.num_actions - 1}, got {self.arrow_keys}")
         _check(d.vocab_size == t.codebook_size,
                f"dynamics.vocab_size={d.vocab_size} must equal tokenizer.codebook_size={t.codebook_size}")
         _check(d.num_actions == a.codebook_size,
@@ -236,9 +250,13 @@ class GenieConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GenieConfig":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown GenieConfig fields {sorted(unknown)}")
         return cls(tokenizer=from_dict(TokenizerConfig, d["tokenizer"]),
                    action=from_dict(LatentActionConfig, d["action"]),
-                   dynamics=from_dict(DynamicsConfig, d["dynamics"]))
+                   dynamics=from_dict(DynamicsConfig, d["dynamics"]),
+                   action_labels=tuple(d.get("action_labels", ())), arrow_keys=dict(d.get("arrow_keys", {})))
 
 
 def from_dict(cls: type, d: dict[str, Any]):

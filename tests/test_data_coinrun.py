@@ -87,3 +87,29 @@ def test_reward_and_done_mark_the_same_step():
     done = np.nonzero(ep["dones"])[0]
     assert len(done) >= 1 and np.array_equal(np.nonzero(ep["rewards"])[0], done)
     assert np.array_equal(ep["frames"][done[0] + 1], ep["frames"][0])
+
+
+def test_explore_policy_holds_keys_and_is_recorded(tmp_path):
+    """The exploring policy holds each key for 2..12 steps, walks right most, and its parameters land in the manifest."""
+    from opengenie.data.coinrun import POLICIES, horizontal_key, jump_key, policy_actions
+
+    actions = policy_actions("explore", 5000, np.random.default_rng(0))
+    runs = np.diff(np.flatnonzero(np.r_[True, actions[1:] != actions[:-1], True]))  # lengths of repeated actions
+    assert runs.mean() > 4 and set(np.unique(actions)) <= {1, 2, 3, 4, 5, 7, 8}
+    keys = np.bincount(horizontal_key(actions), minlength=3) / len(actions)  # left, none, right
+    assert keys[2] > keys[0] > 0.1 and 0.2 < jump_key(actions).mean() < 0.5
+    generate(tmp_path, levels=1, steps_per_level=20, policy="explore", progress=False)
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["settings"]["policy"] == POLICIES["explore"] and m["settings"]["policy"]["hold_max"] == 12
+    with pytest.raises(ValueError, match="policy"):  # a folder never mixes policies
+        generate(tmp_path, levels=2, steps_per_level=20, policy="random", progress=False)
+    with pytest.raises(ValueError, match="unknown policy 'greedy'"):
+        generate(tmp_path / "other", levels=1, steps_per_level=20, policy="greedy", progress=False)
+
+
+def test_key_parts_of_procgen_actions():
+    """LEFT / RIGHT combos map to the horizontal key, UP combos to jump (procgen's combo order)."""
+    from opengenie.data.coinrun import horizontal_key, jump_key
+
+    assert horizontal_key(np.arange(15)).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1]
+    assert jump_key(np.arange(15)).tolist() == [0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]

@@ -13,11 +13,12 @@ from opengenie.evaluation import weights
 from opengenie.evaluation.report import run_eval
 
 KEYS = {
-    "tokenizer": {"psnr", "ssim", "lpips", "psnr_per_frame"},
-    "rollout": {"psnr", "ssim", "psnr_per_frame", "ssim_per_frame"},
-    "controllability": {"t", "delta_t_psnr", "delta_psnr_per_frame", "psnr_random_per_frame"},
+    "videos": {"reconstruction", "copy", "inferred", "random"},
+    "controllability": {"t", "delta", "inferred_minus_copy", "copy_minus_random", "per_frame"},
+    "verdict": {"inferred_beats_copy_at", "inferred_loses_to_copy_at", "random_loses_to_copy_at"},
     "dynamics": {"masked_ce", "masked_accuracy", "next_frame_ce", "next_frame_accuracy", "window"},
-    "actions": {"num_actions", "usage", "perplexity", "shares", "nmi"},
+    "actions": {"num_actions", "usage", "perplexity", "shares", "nmi", "transitions", "latent_motion"},
+    "playability": {"prompts", "steps", "broken_below_db", "actions", "real"},
     "settings": {"model", "data", "split", "num_clips", "frames", "seed", "batch_size", "skip", "fvd_resize"},
 }
 
@@ -49,29 +50,42 @@ def test_cli_writes_every_metric_and_the_figures(coinrun, model, tmp_path, capsy
     weights.fetch(["alexnet"])
     out = tmp_path / "eval"
     main(["eval", "--model", str(model), "--data", str(coinrun), "--num-clips", "3", "--batch-size", "2",
-          "--seed", "0", "--skip", "fvd", "--out", str(out)])
+          "--seed", "0", "--skip", "fvd", "--prompts", "2", "--hold-steps", "3", "--out", str(out)])
     m = json.loads((out / "metrics.json").read_text())
     for section, keys in KEYS.items():
         assert keys <= set(m[section]), f"{section} lacks {keys - set(m[section])}"
     assert m["fvd"] is None and m["settings"]["skip"] == ["fvd"] and m["settings"]["split"] == "test"
-    assert m["settings"]["num_clips"] == 3 and m["settings"]["frames"] == 16
-    assert len(m["rollout"]["psnr_per_frame"]) == 16 and len(m["controllability"]["delta_psnr_per_frame"]) == 15
-    assert m["tokenizer"]["lpips"] > 0 and 0 < m["tokenizer"]["psnr"] < 60
-    assert 0 <= m["actions"]["nmi"] <= 1 and 0 < m["actions"]["usage"] <= 1  # CoinRun records true actions
+    assert m["settings"]["num_clips"] == 3 and m["settings"]["frames"] == 16 and m["clips"] == 3
+    assert len(m["videos"]["inferred"]["psnr_per_frame"]["mean"]) == 16
+    assert len(m["controllability"]["per_frame"]["delta"]["mean"]) == 15
+    rec = m["videos"]["reconstruction"]
+    assert rec["lpips"]["mean"] > 0 and 0 < rec["psnr"]["mean"] < 60
+    low, high = rec["psnr"]["ci95"]
+    assert low <= rec["psnr"]["mean"] <= high and rec["psnr"]["n"] == 3
+    nmi = m["actions"]["nmi"]  # CoinRun records true actions: every label is there
+    assert set(nmi) == {"true_action", "horizontal_key", "jump", "camera_dx", "camera_dy"}
+    assert all(0 <= x["nmi"] <= 1 and 0 <= x["chance"] <= 1 for x in nmi.values())
+    assert m["actions"]["transitions"] == 2 * 39  # both test levels, every transition (no restart in 40 steps)
+    play = m["playability"]
+    assert len(play["actions"]) == 8 and play["prompts"] == 2 and play["steps"] == 3
+    assert [r["action"] for r in play["real"]] == ["RIGHT", "LEFT", "UP", "none"] and play["real_matches_data"]
+    per_clip = json.loads((out / "per_clip.json").read_text())
+    assert len(per_clip["inferred_psnr"]) == 3 and len(per_clip["inferred_psnr"][0]) == 16
     report = (out / "report.md").read_text()
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert len(images) == 3 and all((out / name).is_file() for name in images)
-    assert "ΔtPSNR" in report and "wrote" in capsys.readouterr().out
+    assert len(images) == 5 and all((out / name).is_file() for name in images)
+    assert "ΔtPSNR" in report and "copy the prompt" in report and "wrote" in capsys.readouterr().out
 
 
 def test_metrics_repeat_exactly_for_a_seed(coinrun, model, tmp_path):
     """Two evaluations with the same seed give identical metrics; another seed draws other random actions."""
     runs = [run_eval(model, coinrun, num_clips=2, frames=8, seed=s, batch_size=2, out=tmp_path / f"r{i}",
-                     skip=("fvd", "lpips"), progress=False) for i, s in enumerate((3, 3, 4))]
+                     skip=("fvd", "lpips"), prompts=1, hold_steps=2, progress=False) for i, s in enumerate((3, 3, 4))]
     for r in runs:
         del r["settings"]["seconds"]
     assert runs[0] == runs[1]
-    assert runs[0]["controllability"]["psnr_random_per_frame"] != runs[2]["controllability"]["psnr_random_per_frame"]
+    random = [r["videos"]["random"]["psnr_per_frame"]["mean"] for r in runs]
+    assert random[0] != random[2]
 
 
 def test_bad_inputs_give_clear_errors(coinrun, model, tmp_path, monkeypatch, capsys):
@@ -89,6 +103,8 @@ def test_bad_inputs_give_clear_errors(coinrun, model, tmp_path, monkeypatch, cap
         (["--frames", "64"], "--frames 64 is too long"),
         (["--skip", "lpips", "--frames", "8"], "FVD needs clips of at least 9 frames"),
         (["--skip", "psnr"], "--skip takes fvd, lpips"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--prompts", "0"], "--prompts must be at least 1"),
     ]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exit_info:
@@ -106,6 +122,7 @@ def test_bad_inputs_give_clear_errors(coinrun, model, tmp_path, monkeypatch, cap
 def test_fvd_of_sixteen_frame_rollouts(coinrun, model, tmp_path):
     """With FVD on, 16-frame rollouts of the 8-frame tiny world get a finite, positive FVD."""
     weights.fetch(["i3d", "alexnet"])
-    m = run_eval(model, coinrun, num_clips=4, frames=16, seed=0, batch_size=2, out=tmp_path, progress=False)
-    assert m["fvd"]["clips"] == 4 and m["fvd"]["frames"] == 16
-    assert 0 < m["fvd"]["fvd"] < float("inf")
+    m = run_eval(model, coinrun, num_clips=4, frames=16, seed=0, batch_size=2, out=tmp_path, prompts=1,
+                 hold_steps=2, progress=False)
+    assert m["fvd"]["clips"] == 4 and m["fvd"]["frames"] == 16 and m["fvd"]["half_clips"] == [2, 2]
+    assert all(0 < m["fvd"][k] < float("inf") for k in ("inferred", "copy", "real_vs_real", "inferred_half"))

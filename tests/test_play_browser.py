@@ -153,3 +153,29 @@ def test_dataset_frames_start_a_session(browser, url):
     assert len(samples) == 8 and "level_00000" in samples[0].get_attribute("title")
     samples[0].click()
     WebDriverWait(browser, WAIT).until(lambda d: _step(d) == "0" and _canvas(d) != shown)
+
+
+@pytest.fixture(scope="module")
+def labelled_url(tmp_path_factory):
+    """A tiny world whose config names its actions and maps the arrows, as `opengenie label` writes it."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    config = presets.tiny()
+    labels = ("still", "walk right", "walk left", "jump", "fall", "still 2", "jump right", "jump left")[:config.dynamics.num_actions]
+    config = replace(config, action_labels=labels, arrow_keys={"ArrowRight": 1, "ArrowLeft": 2, "ArrowUp": 3})
+    model = Genie(config).save_pretrained(tmp_path_factory.mktemp("labelled"))
+    with BackgroundServer(create_app(Genie.from_pretrained(model))) as address:
+        yield address
+
+
+def test_labelled_world_names_its_actions_and_maps_the_arrows(browser, labelled_url):
+    """The buttons show the world's labels, the arrows default to the labelled actions, and → plays "walk right"."""
+    shown = _ready(browser, labelled_url)
+    buttons = browser.find_elements(By.CSS_SELECTOR, "#actions button")
+    assert "walk right" in buttons[1].text and "jump" in buttons[3].text
+    browser.find_element(By.CSS_SELECTOR, "#keys-panel summary").click()
+    right = Select(browser.find_element(By.CSS_SELECTOR, 'select[data-key="ArrowRight"]'))
+    assert right.first_selected_option.get_attribute("value") == "1" and "walk right" in right.first_selected_option.text
+    assert browser.find_element(By.CSS_SELECTOR, 'select[data-key="ArrowDown"]').get_attribute("value") == ""
+    _press(browser, Keys.ARROW_RIGHT, "1", shown)

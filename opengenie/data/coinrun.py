@@ -2,9 +2,17 @@
 policy, level seeds 0-10,000, 1,000 steps per level, 64x64 frames).
 
 One *level* is one procgen environment with num_levels=1 and start_level=seed, stepped
-`steps_per_level` times with uniformly random actions (no action repeats). When the agent dies
-or reaches the coin, procgen restarts the same level; `dones` marks those steps. Each level is
-written to `level_{seed:06d}.npz` (see `episodes.py`); the folder gets a `manifest.json`.
+`steps_per_level` times by a policy. When the agent dies or reaches the coin, procgen restarts
+the same level; `dones` marks those steps. Each level is written to `level_{seed:06d}.npz` (see
+`episodes.py`); the folder gets a `manifest.json` that records the policy and its parameters.
+
+Policies (`POLICIES`):
+    random   the paper's: one of the 15 actions uniformly at random every step. The agent
+             barely travels: most transitions move the camera less than half a pixel sideways.
+    explore  a key held for a random number of steps (uniform in hold_min..hold_max), drawn
+             from walking right, walking left, jumping (alone or while walking), standing
+             still and ducking, with walking right the most likely: sustained walks and jumps,
+             and agents that get into the level.
 
 Needs the `coinrun` extra: `pip install opengenie[coinrun]` (procgen-mirror).
 """
@@ -22,20 +30,62 @@ from opengenie.data.manifest import check_settings, describe_folder, write_manif
 
 NUM_ACTIONS = 15  # procgen's full action set, the same for every game
 DIFFICULTIES = ("easy", "hard")
+# procgen's combos(): 0 LEFT+DOWN, 1 LEFT, 2 LEFT+UP, 3 DOWN, 4 none, 5 UP, 6 RIGHT+DOWN,
+# 7 RIGHT, 8 RIGHT+UP, 9..14 the D A W S Q E keys, which do nothing in CoinRun.
+LEFT, NOOP, UP, DOWN, RIGHT, RIGHT_UP, LEFT_UP = 1, 4, 5, 3, 7, 8, 2
+HORIZONTAL_KEYS = ("left", "none", "right")
+# The explorer's keys and their odds: walking right leads into the level, jumping gets over
+# walls and gaps, walking left and standing still keep those motions in the data too.
+EXPLORE_KEYS = {RIGHT: 0.30, RIGHT_UP: 0.20, LEFT: 0.15, LEFT_UP: 0.07, UP: 0.10, NOOP: 0.13, DOWN: 0.05}
+POLICIES = {
+    "random": {"policy": "random", "description": "uniform random, no action repeats"},
+    "explore": {"policy": "explore", "description": "a key held for a random number of steps, right-biased",
+                "hold_min": 2, "hold_max": 12, "keys": {str(k): v for k, v in EXPLORE_KEYS.items()}},
+}
+
+
+def horizontal_key(actions: np.ndarray) -> np.ndarray:
+    """The left/right part of procgen actions: 0 left, 1 neither, 2 right (`HORIZONTAL_KEYS`)."""
+    actions = np.asarray(actions)
+    return np.where(np.isin(actions, (0, 1, 2)), 0, np.where(np.isin(actions, (6, 7, 8)), 2, 1))
+
+
+def jump_key(actions: np.ndarray) -> np.ndarray:
+    """1 where a procgen action presses UP (jump in CoinRun), else 0."""
+    return np.isin(np.asarray(actions), (2, 5, 8)).astype(np.int64)
+
+
+def policy_actions(policy: str, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """`steps` actions (int64 in [0, 15)) of the named policy (see `POLICIES`), drawn from `rng`."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
+    if policy == "random":
+        return rng.integers(0, NUM_ACTIONS, size=steps, dtype=np.int64)
+    p = POLICIES[policy]
+    keys, odds = np.array(list(EXPLORE_KEYS)), np.array(list(EXPLORE_KEYS.values()))
+    out, t = np.empty(steps, dtype=np.int64), 0
+    while t < steps:
+        hold = int(rng.integers(p["hold_min"], p["hold_max"] + 1))
+        out[t:t + hold] = rng.choice(keys, p=odds / odds.sum())
+        t += hold
+    return out
 
 
 def level_filename(level_seed: int) -> str:
     return f"level_{level_seed:06d}.npz"
 
 
-def rollout_level(level_seed: int, steps: int, difficulty: str = "hard", seed: int = 0) -> dict[str, np.ndarray]:
-    """Play one CoinRun level with a uniformly random policy.
+def rollout_level(level_seed: int, steps: int, difficulty: str = "hard", seed: int = 0,
+                  policy: str = "random") -> dict[str, np.ndarray]:
+    """Play one CoinRun level with `policy` (see `POLICIES`; the paper's is "random").
 
     Returns frames (steps, 64, 64, 3) uint8, actions (steps,) int64 in [0, 15),
     rewards (steps,) float32 and dones (steps,) bool, where actions[t] is taken after frames[t],
     rewards[t] follows it and dones[t] says frames[t+1] starts a new episode of the same level.
-    Deterministic given (level_seed, seed).
+    Deterministic given (level_seed, seed, policy).
     """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
     try:
         from procgen import ProcgenGym3Env
     except ImportError as err:
@@ -50,7 +100,7 @@ def rollout_level(level_seed: int, steps: int, difficulty: str = "hard", seed: i
     )
     # The policy's generator depends on the level too, so levels never share action sequences.
     rng = np.random.default_rng([seed, level_seed])
-    actions = rng.integers(0, NUM_ACTIONS, size=steps, dtype=np.int64)
+    actions = policy_actions(policy, steps, rng)
     frames = np.empty((steps, 64, 64, 3), dtype=np.uint8)
     rewards = np.empty(steps, dtype=np.float32)
     dones = np.empty(steps, dtype=bool)
@@ -66,10 +116,10 @@ def rollout_level(level_seed: int, steps: int, difficulty: str = "hard", seed: i
     return {"frames": frames, "actions": actions, "rewards": rewards, "dones": dones}
 
 
-def _make_level(job: tuple[Path, int, int, str, int, bool]) -> tuple[int, int]:
+def _make_level(job: tuple[Path, int, int, str, int, bool, str]) -> tuple[int, int]:
     """Worker: roll out one level and write its file; returns (level_seed, frames)."""
-    out, level_seed, steps, difficulty, seed, compress = job
-    ep = rollout_level(level_seed, steps, difficulty, seed)
+    out, level_seed, steps, difficulty, seed, compress, policy = job
+    ep = rollout_level(level_seed, steps, difficulty, seed, policy)
     write_episode(out / level_filename(level_seed), **ep, level_seed=level_seed, compress=compress)
     return level_seed, steps
 
@@ -84,6 +134,7 @@ def generate(
     difficulty: str = "hard",
     seed: int = 0,
     compress: bool = False,
+    policy: str = "random",
     val_fraction: float = 0.05,
     test_fraction: float = 0.05,
     progress: bool = True,
@@ -102,20 +153,23 @@ def generate(
         )
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"expected difficulty one of {DIFFICULTIES}, got {difficulty!r}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {
         "env": "coinrun", "difficulty": difficulty, "steps_per_level": steps_per_level,
-        "policy": "uniform random, no action repeats", "seed": seed, "num_actions": NUM_ACTIONS,
+        "policy": POLICIES[policy], "seed": seed, "num_actions": NUM_ACTIONS,
         "val_fraction": val_fraction, "test_fraction": test_fraction, "compress": compress,
     }
-    check_settings(out, settings, ["env", "difficulty", "steps_per_level", "seed", "val_fraction", "test_fraction"])
+    check_settings(out, settings, ["env", "difficulty", "steps_per_level", "policy", "seed",
+                                  "val_fraction", "test_fraction"])
     for stale in out.glob(".level_*.partial"):  # left by an interrupted run; never complete
         stale.unlink(missing_ok=True)
 
     seeds = range(start_level, start_level + levels)
     todo = [s for s in seeds if not (out / level_filename(s)).exists()]
-    jobs = [(out, s, steps_per_level, difficulty, seed, compress) for s in todo]
+    jobs = [(out, s, steps_per_level, difficulty, seed, compress, policy) for s in todo]
     bar = tqdm(total=len(todo) * steps_per_level, unit="frame", desc="coinrun", disable=not progress,
                postfix={"skipped (done)": levels - len(todo)})
     if workers == 1 or len(jobs) <= 1:

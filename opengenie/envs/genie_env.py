@@ -9,6 +9,8 @@ A learned world predicts frames, not rewards or episode ends: the reward is alwa
 episode never terminates, and it is truncated after `max_steps` steps. Without a prompt the
 world starts from a plain mid-grey frame (what the tokenizer makes of it is the first
 observation); pass `prompt=` or `reset(options={"prompt": image})` for a real start.
+A labelled world names its actions: `env.unwrapped.action_labels` ("walk right", "jump", ...)
+and `env.unwrapped.arrow_keys` ({"ArrowRight": 3, ...}).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class GenieEnv(gym.Env):
         h, w = self.world.image_size
         self.observation_space = spaces.Box(0, 255, (h, w, 3), np.uint8)
         self.action_space = spaces.Discrete(self.world.num_actions)
+        # What each action does, where the world was labelled (`opengenie label`): "walk right", ...
+        self.action_labels: tuple[str, ...] = self.world.config.action_labels
+        self.arrow_keys: dict[str, int] = dict(self.world.config.arrow_keys)
         self.prompt = self._load(prompt) if prompt is not None else np.full((1, h, w, 3), 127, np.uint8)
         self._state: Rollout | None = None
         self._frame: np.ndarray | None = None

@@ -35,3 +35,22 @@ def codebook_usage(ids: torch.Tensor | np.ndarray, codebook_size: int) -> dict[s
     entropy = -float((p[p > 0] * np.log(p[p > 0])).sum())
     return {"usage": float((counts > 0).mean()), "perplexity": float(np.exp(entropy)),
             "shares": p.round(4).tolist()}
+
+
+def nmi_with_chance(latent, true, permutations: int = 20, seed: int = 0) -> dict[str, float]:
+    """NMI of paired labels beside its chance value at the same sample size.
+
+    NMI is biased upwards on finite samples: two independent labellings of a few thousand
+    transitions score well above 0. The chance value is the NMI after shuffling `true`
+    (`permutations` times, mean and standard deviation); only the excess over it is agreement.
+    """
+    latent, true = np.asarray(latent).ravel(), np.asarray(true).ravel()
+    if latent.size == 0:
+        raise ValueError("NMI needs at least one pair of labels")
+    if latent.min() < 0 or true.min() < 0:
+        raise ValueError(f"labels must be non-negative integers, got minima {latent.min()} and {true.min()}")
+    rng = np.random.default_rng(seed)
+    chance = np.array([nmi(latent, rng.permutation(true)) for _ in range(permutations)])
+    value = nmi(latent, true)
+    return {"nmi": value, "chance": float(chance.mean()), "chance_std": float(chance.std()),
+            "excess": value - float(chance.mean()), "transitions": int(latent.size)}

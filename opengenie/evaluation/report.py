@@ -1,8 +1,9 @@
-"""`opengenie eval`: evaluate a saved world on held-out episodes; write metrics.json, report.md
-and the report's PNG figures into one folder.
+"""`opengenie eval`: evaluate a saved world on held-out episodes; write metrics.json (every number
+with its baseline and interval), per_clip.json (the values behind every mean), report.md (the
+same in words and tables) and the report's PNG figures into one folder.
 
     from opengenie.evaluation.report import run_eval
-    metrics = run_eval("worlds/coinrun", "data/coinrun", split="test", num_clips=64, out="out/eval")
+    metrics = run_eval("worlds/coinrun-small", "data/coinrun", split="test", num_clips=256, out="out/eval")
 """
 
 from __future__ import annotations
@@ -13,17 +14,24 @@ from pathlib import Path
 
 import torch
 
-from opengenie.evaluation.controllability import action_grid
 from opengenie.evaluation.evaluate import SKIPPABLE, evaluate_world, finite_or_text, select_clips
-from opengenie.evaluation.figures import action_grid_rows, reconstruction_rows, rollout_rows, save_grid
+from opengenie.evaluation.figures import (action_grid_rows, motion_chart, psnr_chart, reconstruction_rows,
+                                          rollout_rows, save_grid)
+from opengenie.evaluation.markdown import markdown
+from opengenie.evaluation.playability import HOLD_STEPS, coinrun_reference, held_motion, hold_actions, summarise
+from opengenie.evaluation.transitions import action_diagnostics, broken_threshold, pooled_transitions
 from opengenie.genie import Genie
 
 WEIGHTS_OF = {"lpips": "alexnet", "fvd": "i3d"}  # metric -> offline weights it needs
-FIGURES = {"reconstruction": "reconstruction.png", "rollout": "rollout.png", "action_grid": "action_grid.png"}
+FIGURES = {"reconstruction": "reconstruction.png", "rollout": "rollout.png", "action_grid": "action_grid.png",
+           "psnr": "psnr.png", "motion": "motion.png"}
 
 
-def _check_inputs(model: Path, data: Path, skip: tuple[str, ...]) -> None:
+def _check_inputs(model: Path, data: Path, skip: tuple[str, ...], numbers: dict[str, int]) -> None:
     """Fail before any work on inputs a user must fix."""
+    for name, value in numbers.items():
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if not model.is_dir():
         raise FileNotFoundError(f"model folder {model} does not exist; save a world there with "
                                 "Genie.save_pretrained(path) or `opengenie export`")
@@ -33,6 +41,9 @@ def _check_inputs(model: Path, data: Path, skip: tuple[str, ...]) -> None:
     unknown = set(skip) - set(SKIPPABLE)
     if unknown:
         raise ValueError(f"--skip takes {', '.join(SKIPPABLE)}; got {', '.join(sorted(unknown))}")
+
+
+def _check_weights(skip: tuple[str, ...]) -> None:
     from opengenie.evaluation.weights import weights_path
 
     for metric, name in WEIGHTS_OF.items():
@@ -44,7 +55,7 @@ def _check_inputs(model: Path, data: Path, skip: tuple[str, ...]) -> None:
                                         f"or leave it out with --skip {metric}") from None
 
 
-def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed: int, image_size) -> tuple:
+def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed: int, image_size):
     from opengenie.data import EpisodeClipDataset, episode_paths, read_manifest
 
     if not episode_paths(data):
@@ -65,106 +76,109 @@ def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed
     if size != tuple(image_size):
         raise ValueError(f"the episodes in {data} have {size} frames but the world expects {tuple(image_size)}; "
                          "convert the data at the world's size (`opengenie data videos --size`)")
-    where = [[ds.paths[c["episode"]].name, int(c["start"])] for c in clips]
-    return clips, where
+    return ds, clips
 
 
-def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test", num_clips: int = 64,
-             frames: int = 16, seed: int = 0, batch_size: int = 8, out: str | Path = "out/eval",
-             skip: tuple[str, ...] = (), device: str | None = None, grid_steps: int = 6,
-             progress: bool = True) -> dict:
+def _prompts(ds, clips: list[dict], count: int) -> list[dict]:
+    """`count` prompt frames for playability: clip starts, one per episode first, spread over the clips."""
+    seen, first, rest = set(), [], []
+    for c in clips:
+        (rest if c["episode"] in seen else first).append(c)
+        seen.add(c["episode"])
+    chosen = (first + rest)[:count]
+    return [{"video": c["video"][:, :1], "episode": c["episode"], "start": int(c["start"]),
+             "path": ds.paths[c["episode"]]} for c in chosen]
+
+
+def _coinrun_states(data: Path, prompts: list[dict]) -> list[dict] | None:
+    """The recorded CoinRun state of each prompt (level, actions so far), or None when the data
+    is not procgen CoinRun or procgen is not installed: then there is no real-game reference."""
+    from opengenie.data import load_episode, read_manifest
+
+    manifest = read_manifest(data)
+    if manifest is None or manifest.get("source") != "coinrun":
+        return None
+    try:
+        import procgen  # noqa: F401
+    except ImportError:
+        return None
+    settings, states = manifest["settings"], []
+    for p in prompts:
+        ep = load_episode(p["path"])
+        states.append({"level_seed": int(ep["level_seed"]), "start": p["start"], "actions": ep["actions"],
+                       "difficulty": settings["difficulty"], "seed": settings["seed"], "frame": ep["frames"][p["start"]]})
+    return states
+
+
+def playability(world: Genie, data: Path, ds, clips, prompts: int, steps: int, seed: int,
+                broken_below: float, batch_size: int) -> tuple[dict, torch.Tensor]:
+    """Hold every latent action from `prompts` held-out states; the real game from the same states."""
+    chosen = _prompts(ds, clips, prompts)
+    video = torch.stack([p["video"] for p in chosen])  # (N, C, 1, H, W)
+    held = hold_actions(world, video, steps, seed, batch_size)  # (A, N, C, 1 + k, H, W)
+    out = {"prompts": len(chosen), "steps": steps, "broken_below_db": broken_below,
+           "actions": summarise(held_motion(held), broken_below, range(world.num_actions)), "real": None}
+    states = _coinrun_states(data, chosen)
+    if states is not None:
+        from opengenie.evaluation.playability import COINRUN_KEYS
+
+        real = coinrun_reference(states, steps)  # (K, N, 1 + k, 64, 64, 3)
+        out["real"] = summarise(held_motion(real), broken_below, list(COINRUN_KEYS))
+        out["real_matches_data"] = bool(all((real[0, n, 0].numpy() == s["frame"]).all() for n, s in enumerate(states)))
+    return out, held
+
+
+def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test", num_clips: int = 256,
+             frames: int = 16, seed: int = 0, batch_size: int = 16, out: str | Path = "out/eval",
+             skip: tuple[str, ...] = (), device: str | None = None, prompts: int = 16,
+             hold_steps: int = HOLD_STEPS, fvd_precision: str = "bf16", progress: bool = True) -> dict:
     """Evaluate the world saved in `model` on `num_clips` clips of `frames` frames from the
-    `split` episodes of `data`; write `out/metrics.json`, `out/report.md` and the figures.
+    `split` episodes of `data` (None: every episode); write metrics.json, per_clip.json,
+    report.md and the figures to `out`.
 
     Returns the metrics dict (as written to metrics.json, non-finite floats as strings).
     """
     model, data, out, skip = Path(model), Path(data), Path(out), tuple(skip)
-    _check_inputs(model, data, skip)
+    _check_inputs(model, data, skip, {"num_clips": num_clips, "frames": frames, "batch_size": batch_size,
+                                      "prompts": prompts, "hold_steps": hold_steps})
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     world = Genie.from_pretrained(model, device=device)
-    clips, where = _load_clips(data, split, frames, num_clips, seed, world.image_size)
+    ds, clips = _load_clips(data, split, frames, num_clips, seed, world.image_size)
+    from opengenie.data import read_manifest
+
+    manifest = read_manifest(data)
+    coinrun = manifest is not None and manifest.get("source") == "coinrun"
+    _check_weights(skip)
     started = time.perf_counter()
-    metrics, samples = evaluate_world(world, clips, seed=seed, batch_size=batch_size, skip=skip, progress=progress)
+    metrics, samples, per_clip = evaluate_world(world, clips, seed=seed, batch_size=batch_size, skip=skip,
+                                                progress=progress, fvd_precision=fvd_precision)
+    pooled = pooled_transitions(world, ds.paths, coinrun, progress)
+    true_actions = manifest.get("settings", {}).get("num_actions") if manifest else None
+    metrics["actions"] = action_diagnostics(pooled, world.num_actions, true_actions)
+    threshold = broken_threshold(pooled)
+    metrics["playability"], held = playability(world, data, ds, clips, prompts, hold_steps, seed, threshold, batch_size)
     out.mkdir(parents=True, exist_ok=True)
-    prompt = samples.real[:1, :, :1].to(device)  # (1, C, 1, H, W)
     save_grid(out / FIGURES["reconstruction"], reconstruction_rows(samples.real, samples.recon))
     save_grid(out / FIGURES["rollout"], rollout_rows(samples.real, samples.inferred, samples.random,
                                                      samples.actions, samples.random_actions))
-    save_grid(out / FIGURES["action_grid"], action_grid_rows(action_grid(world, prompt, grid_steps, seed).cpu()))
+    save_grid(out / FIGURES["action_grid"], action_grid_rows(held[:, 0]))
+    psnr_chart(metrics).save(out / FIGURES["psnr"])
+    motion_chart(metrics["playability"]).save(out / FIGURES["motion"])
     c = world.config
     metrics["settings"] = {
-        "model": str(model.resolve()), "data": str(data.resolve()), "split": split,
+        "model": str(model.resolve()), "data": str(data.resolve()), "split": split or "all",
         "num_clips": len(clips), "num_clips_requested": num_clips, "frames": frames, "frame_skip": 1,
         "image_size": list(world.image_size), "seed": seed, "rollout_seeds": f"{seed} + batch index",
         "batch_size": batch_size, "skip": list(skip), "device": str(device),
         "maskgit_steps": c.dynamics.maskgit_steps, "temperature": c.dynamics.temperature,
         "prompt_frames": 1, "lpips_net": "alexnet", "fvd_resize": "224x224 bilinear (I3D input)",
-        "action_grid_steps": grid_steps, "seconds": round(time.perf_counter() - started, 1), "clips": where,
+        "fvd_precision": fvd_precision, "playability_prompts": prompts, "hold_steps": hold_steps,
+        "episodes": len(ds.paths), "seconds": round(time.perf_counter() - started, 1),
+        "clips": [[ds.paths[c_["episode"]].name, int(c_["start"])] for c_ in clips],
     }
     metrics["figures"] = dict(FIGURES)
     metrics = finite_or_text(metrics)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "per_clip.json").write_text(json.dumps(finite_or_text(per_clip)) + "\n")
     (out / "report.md").write_text(markdown(metrics))
     return metrics
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "skipped"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def markdown(m: dict) -> str:
-    """The report: settings, a table of every metric, per-frame curves, and the figures."""
-    s, tok, rol, ctl, dyn, act = (m[k] for k in ("settings", "tokenizer", "rollout", "controllability",
-                                                 "dynamics", "actions"))
-    fvd = m["fvd"]["fvd"] if m["fvd"] else None
-    lines = [
-        "# World-model evaluation", "",
-        f"Model `{s['model']}` on the `{s['split']}` split of `{s['data']}`: {s['num_clips']} clips of "
-        f"{s['frames']} frames at {s['image_size'][0]}×{s['image_size'][1]}, seed {s['seed']}, "
-        f"batch size {s['batch_size']}, MaskGIT {s['maskgit_steps']} steps at temperature {s['temperature']}, "
-        f"device {s['device']} ({s['seconds']} s).", "",
-        "| metric | value | how |", "|---|---|---|",
-        f"| tokenizer PSNR (dB) | {_fmt(tok['psnr'], 2)} | reconstruction vs real, mean over clips and frames |",
-        f"| tokenizer SSIM | {_fmt(tok['ssim'])} | Gaussian 11×11, σ 1.5 |",
-        f"| tokenizer LPIPS | {_fmt(tok['lpips'])} | LPIPS-{s['lpips_net']} v0.1 |",
-        f"| rollout PSNR (dB) | {_fmt(rol['psnr'], 2)} | "
-        "generated frames 1..T−1 from one prompt frame, inferred actions |",
-        f"| rollout SSIM | {_fmt(rol['ssim'])} | same frames |",
-        f"| ΔtPSNR, t = {ctl['t']} (dB) | {_fmt(ctl['delta_t_psnr'], 3)} | "
-        f"PSNR(inferred actions) − PSNR(random actions) at frame {ctl['t']} |",
-        f"| FVD | {_fmt(fvd, 1)} | I3D logits, {s['frames']}-frame rollouts vs the real clips, {s['fvd_resize']} |",
-        f"| dynamics masked CE (nats) | {_fmt(dyn['masked_ce'])} | "
-        f"training masks (rate ~ U(0.5, 1)), seeded, windows of {dyn['window']} frames |",
-        f"| dynamics masked accuracy | {_fmt(dyn['masked_accuracy'])} | same tokens |",
-        f"| dynamics next-frame CE (nats) | {_fmt(dyn['next_frame_ce'])} | last frame of each window fully masked |",
-        f"| dynamics next-frame accuracy | {_fmt(dyn['next_frame_accuracy'])} | same tokens |",
-        f"| action codebook usage | {_fmt(act['usage'], 2)} | "
-        f"fraction of the {act['num_actions']} latent actions inferred at least once |",
-        f"| action perplexity | {_fmt(act['perplexity'], 2)} | exp(entropy) of inferred actions |",
-        f"| NMI(latent, true action) | {_fmt(act['nmi'])} | where the episodes record actions |",
-        "",
-        "FVD is biased upwards with fewer than ~400 clips; compare FVDs only at equal clip counts.",
-        "", "## Per frame", "",
-        "| t | rollout PSNR | random-action PSNR | ΔPSNR | rollout SSIM | reconstruction PSNR |",
-        "|---|---|---|---|---|---|",
-    ]
-    for t in range(1, len(rol["psnr_per_frame"])):
-        lines.append(f"| {t} | {_fmt(rol['psnr_per_frame'][t], 2)} | {_fmt(ctl['psnr_random_per_frame'][t], 2)} | "
-                     f"{_fmt(ctl['delta_psnr_per_frame'][t - 1], 3)} | {_fmt(rol['ssim_per_frame'][t])} | "
-                     f"{_fmt(tok['psnr_per_frame'][t], 2)} |")
-    f = m["figures"]
-    lines += [
-        "", "## Reconstructions", "", "Real clips (top) over the tokenizer's reconstructions.", "",
-        f"![reconstructions]({f['reconstruction']})", "",
-        "## Rollouts", "",
-        "From the first real frame: the real clip, the rollout with the actions inferred from it, and "
-        "the rollout with random actions (same MaskGIT seed). Captions name the latent action that led "
-        "into each frame.", "",
-        f"![rollouts]({f['rollout']})", "",
-        "## Action grid", "",
-        f"Each latent action held for {s['action_grid_steps']} frames from the same prompt frame.", "",
-        f"![action grid]({f['action_grid']})", "",
-    ]
-    return "\n".join(lines)

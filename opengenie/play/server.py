@@ -115,6 +115,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
     @app.get("/api/info")
     async def info() -> dict:
         return {"num_actions": world.num_actions, "image_size": list(size), "samples": len(samples),
+                "action_labels": list(world.config.action_labels), "arrow_keys": dict(world.config.arrow_keys),
                 "max_upload_bytes": max_upload_bytes, "upload_formats": UPLOAD_FORMATS}
 
     @app.get("/api/samples")

@@ -97,8 +97,8 @@ function hello(msg) {
   game.info = msg;
   $("download").href = `/api/sessions/${msg.session}/session.gif`;
   if (first) {
-    buildActions(msg.num_actions);
-    buildKeymap(msg.num_actions);
+    buildActions(msg.num_actions, msg.action_labels || []);
+    buildKeymap(msg.num_actions, msg.action_labels || [], msg.arrow_keys || {});
     if (msg.samples > 0) loadSamples();
     fitScreen();
   }
@@ -160,23 +160,35 @@ document.addEventListener("keyup", (ev) => {
 });
 window.addEventListener("blur", () => { game.held = null; highlight(null); });
 
-function buildActions(n) {
+// A world labelled at export (`opengenie label`) names what each action does, measured from
+// many prompts: "walk right", "jump", "still"; unlabelled worlds show the action ids only.
+function buildActions(n, labels) {
   const box = $("actions");
   for (let i = 0; i < n; i++) {
     const b = document.createElement("button");
     b.type = "button";
-    b.innerHTML = `${i}<small>${i < 9 ? "key " + (i + 1) : i === 9 ? "key 0" : ""}</small>`;
-    b.title = `latent action ${i}`;
+    const key = i < 9 ? "key " + (i + 1) : i === 9 ? "key 0" : "";
+    const name = document.createElement("span");
+    name.className = "label";
+    name.textContent = labels[i] || "";
+    b.innerHTML = `${i}<small>${key}</small>`;
+    if (labels[i]) b.appendChild(name);
+    b.title = labels[i] ? `latent action ${i}: ${labels[i]}` : `latent action ${i}`;
     b.addEventListener("click", () => act(i));
     box.appendChild(b);
   }
   $("lastkey").textContent = String(Math.min(n, 9));
 }
 
-function buildKeymap(n) {
+function buildKeymap(n, labels, arrows) {
+  // A mapping the player chose is remembered per world (its labels tell worlds apart).
+  const store = KEYMAP_STORE + (labels.length ? ":" + labels.join("|") : "");
   let stored = {};
-  try { stored = JSON.parse(localStorage.getItem(KEYMAP_STORE) || "{}"); } catch (e) { stored = {}; }
-  const defaults = { ArrowLeft: 0, ArrowRight: 1, ArrowUp: 2, ArrowDown: 3, " ": null };
+  try { stored = JSON.parse(localStorage.getItem(store) || "{}"); } catch (e) { stored = {}; }
+  // The world's own arrow mapping when it has one (measured with its labels), else 0..3.
+  const labelled = Object.keys(arrows).length > 0;
+  const defaults = labelled ? { ArrowLeft: null, ArrowRight: null, ArrowUp: null, ArrowDown: null, " ": null, ...arrows }
+                            : { ArrowLeft: 0, ArrowRight: 1, ArrowUp: 2, ArrowDown: 3, " ": null };
   const box = $("keymap");
   for (const [key, label] of Object.entries(MAPPABLE)) {
     let value = key in stored ? stored[key] : defaults[key];
@@ -188,11 +200,11 @@ function buildKeymap(n) {
     select.setAttribute("aria-label", `action of the ${label} key`);
     select.dataset.key = key;
     select.add(new Option("— nothing —", ""));
-    for (let i = 0; i < n; i++) select.add(new Option(`action ${i}`, String(i)));
+    for (let i = 0; i < n; i++) select.add(new Option(labels[i] ? `action ${i}: ${labels[i]}` : `action ${i}`, String(i)));
     select.value = value === null ? "" : String(value);
     select.addEventListener("change", () => {
       game.keymap[key] = select.value === "" ? null : Number(select.value);
-      localStorage.setItem(KEYMAP_STORE, JSON.stringify(game.keymap));
+      localStorage.setItem(store, JSON.stringify(game.keymap));
       select.blur();  // give the keys back to the game
     });
     box.append(name, select);

@@ -1,0 +1,135 @@
+"""Playability: what each latent action does when a player holds it, beside what the real game does.
+
+From N prompt frames, every latent action is held for k steps (Genie's "pressing the same key
+again and again"). Each generated frame is compared with the one before it (`motion.py`):
+
+    dx, dy        mean camera motion per step (px; dx > 0 right, dy < 0 up)
+    consistency   share of prompts whose k-step displacement points the way the mean one does
+                  (None when the action barely moves the camera: nothing to agree on)
+    broken        share of generated frames whose shift-aligned PSNR to the frame before falls
+                  under the 1st percentile of real consecutive frames: frames that are no longer
+                  their predecessor moved, but something else (block mosaics, a new scene)
+    label         "walk right", "jump left", "still", ... from the mean k-step displacement
+
+Where the prompts come from recorded CoinRun episodes and procgen is installed, the real game
+is replayed to the very state of each prompt and each real key (RIGHT, LEFT, UP, none) is held
+for the same k steps: the reference a walkable world is held against, from the same states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from opengenie.evaluation.motion import camera_shift
+from opengenie.genie import Genie
+
+HOLD_STEPS = 12
+MOVE_PX = 2.0  # a k-step displacement below this (px) is standing still, for labels
+COINRUN_KEYS = {"RIGHT": 7, "LEFT": 1, "UP": 5, "none": 4}  # procgen combos() indices
+
+
+@dataclass
+class Held:
+    """k-step motion of held actions (or keys) from N prompts.
+
+    dx, dy: (A, N, k) camera motion per step (px); aligned_psnr: (A, N, k) dB of each frame
+    against the frame before it, after the best shift.
+    """
+
+    dx: torch.Tensor
+    dy: torch.Tensor
+    aligned_psnr: torch.Tensor
+
+
+def held_motion(frames: torch.Tensor) -> Held:
+    """Frames (A, N, 1 + k, H, W, 3) uint8 or videos (A, N, C, 1 + k, H, W) in [-1, 1] → `Held`."""
+    if frames.dtype == torch.uint8:
+        a, n, steps = frames.shape[:3]
+        first, second = frames[:, :, :-1].reshape(-1, *frames.shape[3:]), frames[:, :, 1:].reshape(-1, *frames.shape[3:])
+    else:
+        a, n, _, steps = frames.shape[:4]
+        x = frames.permute(0, 1, 3, 2, 4, 5)  # (A, N, 1 + k, C, H, W)
+        first, second = x[:, :, :-1].reshape(-1, *x.shape[3:]), x[:, :, 1:].reshape(-1, *x.shape[3:])
+    s = camera_shift(first, second)
+    return Held(*(v.reshape(a, n, steps - 1) for v in (s.dx, s.dy, s.aligned_psnr)))
+
+
+@torch.no_grad()
+def hold_actions(world: Genie, prompts: torch.Tensor, steps: int = HOLD_STEPS, seed: int = 0,
+                 batch_size: int = 32) -> torch.Tensor:
+    """Every latent action held for `steps` frames from each prompt: prompts (N, C, 1, H, W) in
+    [-1, 1] → videos (A, N, C, 1 + steps, H, W), the reconstructed prompt first.
+
+    The A·N rollouts run in batches of `batch_size`; batch j uses MaskGIT seed `seed + j`.
+    """
+    a, n = world.num_actions, prompts.shape[0]
+    action = torch.arange(a).repeat_interleave(n)  # (A·N,): action-major
+    prompt = prompts.repeat(a, 1, 1, 1, 1)  # (A·N, C, 1, H, W)
+    device = next(world.parameters()).device
+    parts = []
+    for j, start in enumerate(range(0, a * n, batch_size)):
+        acts = action[start:start + batch_size, None].expand(-1, steps).to(device)  # (b, steps)
+        parts.append(world.rollout(prompt[start:start + batch_size].to(device), acts, seed=seed + j).cpu())
+    video = torch.cat(parts)  # (A·N, C, 1 + steps, H, W)
+    return video.reshape(a, n, *video.shape[1:])
+
+
+def label(dx_total: float, dy_total: float) -> str:
+    """A name for a mean k-step camera displacement: "walk right", "jump", "fall left", "still", ..."""
+    side = "right" if dx_total > MOVE_PX else "left" if dx_total < -MOVE_PX else ""
+    up = "jump" if dy_total < -MOVE_PX else "fall" if dy_total > MOVE_PX else ""
+    if up:
+        return f"{up} {side}".strip()
+    return f"walk {side}" if side else "still"
+
+
+def summarise(held: Held, broken_below: float, names) -> list[dict]:
+    """Per action (or key): mean motion per step, k-step displacement, consistency, broken rate, label."""
+    rows = []
+    for i, name in enumerate(names):
+        total = torch.stack([held.dx[i].sum(-1), held.dy[i].sum(-1)], -1)  # (N, 2) k-step displacement
+        mean = total.mean(0)
+        moving = float(mean.norm()) >= MOVE_PX
+        agree = float(((total @ mean) > 0).double().mean()) if moving else None
+        rows.append({"action": name, "dx_per_step": float(held.dx[i].mean()), "dy_per_step": float(held.dy[i].mean()),
+                     "dx_total": float(mean[0]), "dy_total": float(mean[1]),
+                     "dx_total_ci95": _ci(total[:, 0]), "dy_total_ci95": _ci(total[:, 1]),
+                     "consistency": agree, "broken": float((held.aligned_psnr[i] < broken_below).double().mean()),
+                     "label": label(float(mean[0]), float(mean[1]))})
+    return rows
+
+
+def _ci(values: torch.Tensor) -> list[float]:
+    from opengenie.evaluation.uncertainty import bootstrap_ci
+
+    return list(bootstrap_ci(values))
+
+
+def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[str, int] = COINRUN_KEYS) -> torch.Tensor:
+    """The real game from the states of the prompts, each key held `steps` steps.
+
+    prompts: one dict per prompt, {"level_seed", "start", "actions" (recorded, at least `start`),
+    "difficulty", "seed"} of a CoinRun episode (`data/coinrun.py`); the level is replayed with its
+    recorded actions to frame `start` (procgen is deterministic given the level and its seed).
+    Returns frames (K, N, 1 + steps, 64, 64, 3) uint8, keys in the order of `keys`.
+    """
+    from procgen import ProcgenGym3Env
+
+    out = np.empty((len(keys), len(prompts), steps + 1, 64, 64, 3), dtype=np.uint8)
+    for n, p in enumerate(prompts):
+        env = ProcgenGym3Env(num=1, env_name="coinrun", start_level=int(p["level_seed"]), num_levels=1,
+                             distribution_mode=p["difficulty"], rand_seed=int(p["seed"]))
+        for t in range(int(p["start"])):
+            env.act(np.asarray(p["actions"][t:t + 1], dtype=np.int64))
+        state = env.get_state()
+        for k, key in enumerate(keys.values()):
+            env.set_state(state)
+            out[k, n, 0] = env.observe()[1]["rgb"][0]
+            for t in range(steps):
+                env.act(np.array([key]))
+                out[k, n, t + 1] = env.observe()[1]["rgb"][0]
+        env.close()
+    return torch.from_numpy(out)
