@@ -333,6 +333,8 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (fewer can be faster on a busy CPU)")
     p.add_argument("--bf16", action="store_true",
                    help="run the world under bfloat16 autocast (about 2x faster for CoinRun-size worlds)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin (https://example.org) besides the page's own whose pages may play; repeatable")
 
     def run(args: argparse.Namespace) -> None:
         from opengenie.play.server import serve
@@ -344,7 +346,8 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
 
         serve(args.model, host=args.host, port=args.port, device=args.device, data=args.data,
               prompt=args.prompt, steps=args.steps, temperature=args.temperature,
-              max_sessions=args.max_sessions, idle_timeout=args.idle_timeout, bf16=args.bf16)
+              max_sessions=args.max_sessions, idle_timeout=args.idle_timeout, bf16=args.bf16,
+              allowed_origins=tuple(args.allow_origin))
 
     p.set_defaults(func=run)
 

@@ -159,8 +159,16 @@ class LatentActionConfig:
     On the synthetic moving-square world "pairs" separates the moves faster: NMI 0.60–0.73 vs
     0.3–0.63 after 300 steps of the tiny preset, over seeds."""
 
+    decoder_context: Literal["clip", "frame"] = "clip"
+    """What the decoder sees besides a_t when it predicts x_t+1. "clip" (Genie): x_1..t, so it can
+    carry on any motion under way and a_t need only say how the motion *changes*. "frame": x_t
+    alone, so a_t must say the whole motion (walking right, rising): what a player holding one
+    action expects. On CoinRun "clip" gave codes of vertical speed changes only (jumps, landings)."""
+
     def __post_init__(self) -> None:
         _check(self.encoder in ("causal", "pairs"), f"action encoder must be 'causal' or 'pairs', got {self.encoder!r}")
+        _check(self.decoder_context in ("clip", "frame"),
+               f"action decoder_context must be 'clip' or 'frame', got {self.decoder_context!r}")
         _check(self.codebook_warmup_steps >= 0, f"codebook_warmup_steps must be ≥ 0, got {self.codebook_warmup_steps}")
         _check_grid("latent action model", self.image_size, self.patch_size)
         _check_heads("latent action model", self.dim, self.heads)

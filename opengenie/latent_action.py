@@ -186,7 +186,13 @@ class LatentActionModel(nn.Module):
         """
         if self.decoder_embed is not None:
             feats = self._embed(self.decoder_embed, previous)
-        x = self.decoder(feats, cond=embeddings)  # (B, D, T−1, h, w)
+        if self.config.decoder_context == "frame":  # each x_t on its own: no motion to carry on
+            b = feats.shape[0]
+            x = self.decoder(rearrange(feats, "b d t h w -> (b t) d 1 h w"),
+                             cond=rearrange(embeddings, "b t c -> (b t) 1 c"))  # (B·(T−1), D, 1, h, w)
+            x = rearrange(x, "(b t) d 1 h w -> b d t h w", b=b)  # (B, D, T−1, h, w)
+        else:
+            x = self.decoder(feats, cond=embeddings)  # (B, D, T−1, h, w)
         x = self.decoder_norm(rearrange(x, "b d t h w -> b t (h w) d"))  # (B, T−1, N, D)
         return previous + 2 * self.unpatch(x)  # change in [0, 1] scale → [-1, 1] scale
 

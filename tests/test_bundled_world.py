@@ -52,3 +52,18 @@ def test_a_folder_of_images_offers_its_frames(tmp_path):
     frames = sample_frames(tmp_path, count=2)
     assert [f.label for f in frames] == ["frame_0", "frame_1"]
     assert frames[1].frame[0, 0, 0] == 40
+
+
+def test_labelled_actions_do_what_their_labels_say(world):
+    """The arrows' actions, held from the shipped prompts, move the camera the way their labels say."""
+    from opengenie.evaluation.labels import measure_labels
+
+    labels, keys = world.config.action_labels, world.config.arrow_keys
+    assert len(labels) == world.num_actions and {"ArrowRight", "ArrowLeft", "ArrowUp"} <= set(keys)
+    assert "right" in labels[keys["ArrowRight"]] and "left" in labels[keys["ArrowLeft"]]
+    assert "jump" in labels[keys["ArrowUp"]]
+    prompts = torch.stack([torch.from_numpy(p.frame).permute(2, 0, 1)[:, None].float() / 127.5 - 1
+                           for p in sample_frames(WORLD / "prompts")[:4]])  # (4, C, 1, H, W)
+    _, _, rows = measure_labels(world, prompts, steps=8, seed=1)
+    assert rows[keys["ArrowRight"]]["dx_total"] > 2 and rows[keys["ArrowLeft"]]["dx_total"] < -2
+    assert rows[keys["ArrowUp"]]["dy_total"] < -2

@@ -252,3 +252,26 @@ def test_long_session_matches_the_engine():
     assert isinstance(session.state, Rollout) and session.state.tokens.shape[1] == 8
     assert all((f == r).all() for f, r in zip(frames, reference)) and len(session.frames) == 21
     pool.shutdown()
+
+
+def test_websocket_origin_is_checked(server):
+    """A page of another web origin cannot open a session; the page's own origin and non-browser clients can; an allowed origin can too."""
+    from opengenie.play.server import same_origin
+
+    url, _ = server
+    host = url.split("://", 1)[1]
+
+    async def origin_may_play(origin: str) -> bool:
+        try:
+            ws = await websockets.connect(_ws_url(url), origin=origin)
+        except websockets.exceptions.InvalidStatus:
+            return False
+        hello = json.loads(await ws.recv())
+        await ws.close()
+        return hello["type"] == "hello"
+
+    assert not asyncio.run(origin_may_play("http://evil.example"))
+    assert not asyncio.run(origin_may_play(f"http://{host}.evil.example"))
+    assert asyncio.run(origin_may_play(f"http://{host}"))
+    assert same_origin("https://Example.org/", "127.0.0.1:8000", ("https://example.org",))
+    assert not same_origin("null", "127.0.0.1:8000") and not same_origin("http://127.0.0.1:8000", "")

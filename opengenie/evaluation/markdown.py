@@ -24,7 +24,15 @@ def _ci(s: dict | None, digits: int = 2) -> str:
 
 
 def _frames(ts: list[int]) -> str:
-    return ", ".join(map(str, ts)) if ts else "none"
+    """[1, 2, 3, 5, 7, 8] → "1–3, 5, 7–8"."""
+    if not ts:
+        return "none"
+    runs, start = [], ts[0]
+    for prev, t in zip(ts, ts[1:] + [None]):
+        if t != prev + 1 if t is not None else True:
+            runs.append(f"{start}–{prev}" if prev > start else str(start))
+            start = t
+    return ", ".join(runs)
 
 
 def verdict_lines(m: dict) -> list[str]:

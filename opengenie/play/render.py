@@ -93,9 +93,12 @@ def action_grid(world: Genie, prompt: ImageLike | Sequence[ImageLike], frames_pe
     for j in range(frames_per_action + 1):
         x = GRID_LABEL_W + GRID_PAD + j * (tile_w + GRID_PAD)
         draw.text((x, 3), "prompt" if j == 0 else f"t+{j}", fill=(200, 200, 200), font=font)
+    labels = world.config.action_labels  # measured by `opengenie label`, if the world was labelled
     for i in range(n):
         y = GRID_HEADER_H + GRID_PAD + i * (tile_h + GRID_PAD)
         draw.text((GRID_PAD, y + tile_h // 2 - 8), f"action {i}", fill=(240, 240, 240), font=font)
+        if labels:
+            draw.text((GRID_PAD, y + tile_h // 2 + 8), labels[i], fill=(170, 200, 240), font=_font(12))
         for j in range(frames_per_action + 1):
             x = GRID_LABEL_W + GRID_PAD + j * (tile_w + GRID_PAD)
             canvas.paste(Image.fromarray(frames[i, j]), (x, y))

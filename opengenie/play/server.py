@@ -67,12 +67,25 @@ def decode_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"not a PNG, JPEG or WebP image the server can read ({err})") from None
 
 
+def same_origin(origin: str, host: str, allowed: tuple[str, ...] = ()) -> bool:
+    """Whether a websocket's Origin header is the serving page's own (its host:port is the
+    request's Host) or one of `allowed` (compared without a trailing slash, case-insensitively)."""
+    origin = origin.strip().rstrip("/").lower()
+    if origin in {a.strip().rstrip("/").lower() for a in allowed}:
+        return True
+    scheme, _, rest = origin.partition("://")
+    return scheme in ("http", "https") and rest == host.strip().lower() and host != ""
+
+
 def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Path | None = None,
                steps: int | None = None, temperature: float | None = None, max_sessions: int = 16,
-               idle_timeout: float = 600.0, max_upload_bytes: int = MAX_UPLOAD_BYTES, bf16: bool = False) -> FastAPI:
+               idle_timeout: float = 600.0, max_upload_bytes: int = MAX_UPLOAD_BYTES, bf16: bool = False,
+               allowed_origins: tuple[str, ...] = ()) -> FastAPI:
     """The web app over one loaded world. Sessions start from `prompt` when given, else from
     the first sample frame of `data` (an episode folder), else from a plain mid-grey frame.
-    `bf16`: run the world under bfloat16 autocast (faster, slightly different samples)."""
+    `bf16`: run the world under bfloat16 autocast (faster, slightly different samples).
+    `allowed_origins`: web origins besides the page's own ("https://example.org") whose pages
+    may open a play session; any other page a browser has open is refused."""
     size = world.image_size
     samples = sample_frames(data) if data is not None else []
     if prompt is not None:
@@ -186,6 +199,13 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
 
     @app.websocket("/ws")
     async def play(ws: WebSocket) -> None:
+        # Browsers let any page open a websocket to 127.0.0.1 and name the page in Origin: only
+        # the play page itself (same host and port) and origins allowed by name may play.
+        # Clients that are not browsers send no Origin and are let in, as plain HTTP is.
+        origin = ws.headers.get("origin")
+        if origin is not None and not same_origin(origin, ws.headers.get("host", ""), allowed_origins):
+            await ws.close(code=1008, reason="this page's origin may not play; start the server with --allow-origin")
+            return
         await ws.accept()
         try:
             session = pool.create()
