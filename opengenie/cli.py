@@ -176,6 +176,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", default=None, help="stage-1 checkpoint or dir; checked to be the one stage 2 used")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="storage dtype of the weights")
+    p.add_argument("--frame-skip", type=_POSITIVE, default=1,
+                   help="the data.frame_skip stage 2 was trained at: video frames per world step")
     p.add_argument("--label-data", default=None, help="episode folder: measure what each action does and store "
                                                       "labels and arrow keys in the world (as `opengenie label`)")
     p.add_argument("--label-split", default="test", choices=["train", "val", "test", "all"],
@@ -184,7 +186,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> None:
         from opengenie.training.checkpoints import export
 
-        out = export(args.dynamics, args.out, tokenizer=args.tokenizer, dtype=args.dtype)
+        out = export(args.dynamics, args.out, tokenizer=args.tokenizer, dtype=args.dtype, frame_skip=args.frame_skip)
         print(f"wrote {out} (load it with opengenie.Genie.from_pretrained({str(out)!r}))")
         if args.label_data:
             _print_labels(_label(out, args.label_data, args.label_split, 32, 12))

@@ -233,12 +233,16 @@ class GenieConfig:
     arrow_keys: dict[str, int] = field(default_factory=dict)
     """The latent action each arrow key plays by default ({"ArrowRight": 3, ...}), chosen with
     the labels: the action that moves the camera furthest that way."""
+    frame_skip: int = 1
+    """Frames of the source video per world step: the `data.frame_skip` stage 2 was trained at
+    (`opengenie export --frame-skip`). Evaluation reads clips, and holds real keys, at this step."""
 
     def __post_init__(self) -> None:
         t, a, d = self.tokenizer, self.action, self.dynamics
         _check(not self.action_labels or len(self.action_labels) == d.num_actions,
                f"action_labels has {len(self.action_labels)} labels for {d.num_actions} actions; "
                "label every action or none (measure them again with `opengenie label`)")
+        _check(isinstance(self.frame_skip, int) and self.frame_skip >= 1, f"frame_skip must be an integer >= 1, got {self.frame_skip!r}")
         _check(all(k in ARROWS and isinstance(v, int) and 0 <= v < d.num_actions for k, v in self.arrow_keys.items()),
                f"arrow_keys must map keys of {ARROWS} to actions in 0..{d.num_actions - 1}, got {self.arrow_keys}")
         _check(d.vocab_size == t.codebook_size,
@@ -264,7 +268,8 @@ class GenieConfig:
         return cls(tokenizer=from_dict(TokenizerConfig, d["tokenizer"]),
                    action=from_dict(LatentActionConfig, d["action"]),
                    dynamics=from_dict(DynamicsConfig, d["dynamics"]),
-                   action_labels=tuple(d.get("action_labels", ())), arrow_keys=dict(d.get("arrow_keys", {})))
+                   action_labels=tuple(d.get("action_labels", ())), arrow_keys=dict(d.get("arrow_keys", {})),
+                   frame_skip=d.get("frame_skip", 1))
 
 
 def from_dict(cls: type, d: dict[str, Any]):

@@ -102,12 +102,20 @@ class DynamicsModel(nn.Module):
 
     # --- the network ---------------------------------------------------------------------
 
-    def _logits(self, tokens: torch.Tensor, prev_actions: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """tokens (B, t, H', W') with masks, prev_actions (B, t) (action INTO each frame) → logits (B, t, H', W', V)."""
+    def _logits(self, tokens: torch.Tensor, prev_actions: torch.Tensor, cache: KVCache | None = None,
+                prev_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, t, H', W') with masks, prev_actions (B, t) (action INTO each frame) → logits (B, t, H', W', V).
+
+        prev_weights (B, t, num_actions + 1), when given, replaces the embedding lookup by a
+        weighted sum of action embeddings: a straight-through one-hot of the ids lets the
+        dynamics loss train the action model that chose them (`DynamicsModule(action_grad=True)`)."""
         b, t, h, w = tokens.shape
         x = self.token_embed(rearrange(tokens, "b t h w -> b t (h w)"))  # (B, t, N, D)
         x = x + sincos_2d(h, w, x.shape[-1]).to(x)
-        act = self.action_embed(prev_actions)[:, :, None, :]  # (B, t, 1, D)
+        if prev_weights is None:
+            act = self.action_embed(prev_actions)[:, :, None, :]  # (B, t, 1, D)
+        else:
+            act = (prev_weights.to(x.dtype) @ self.action_embed.weight.to(x.dtype))[:, :, None, :]  # (B, t, 1, D)
         if self.config.action_conditioning == "additive":
             x = self.transformer(x + act, cache=cache)  # (B, t, N, D)
         else:
@@ -119,15 +127,27 @@ class DynamicsModel(nn.Module):
         start = actions.new_full((actions.shape[0], 1), self.config.num_actions)
         return torch.cat([start, actions[:, : frames - 1]], dim=1)
 
+    def _prev_weights(self, onehot: torch.Tensor, frames: int) -> torch.Tensor:
+        """(B, ≥ frames−1, A) one-hots of the actions after each frame → (B, frames, A + 1) of the
+        action INTO each frame, the first frame's being the "no action yet" id A."""
+        b, _, a = onehot.shape
+        start = F.one_hot(onehot.new_full((b, 1), a, dtype=torch.long), a + 1).to(onehot.dtype)  # (B, 1, A+1)
+        rest = F.pad(onehot[:, : frames - 1], (0, 1))  # (B, frames−1, A+1): never the start id
+        return torch.cat([start, rest], dim=1)
+
     def forward(self, tokens: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """tokens (B, T, H', W') (may hold the mask id), actions (B, T) → logits (B, T, H', W', V)."""
         self._check(tokens, actions)
         return self._logits(tokens, self._prev_actions(actions, tokens.shape[1]))
 
     def compute_loss(self, tokens: torch.Tensor, actions: torch.Tensor,
-                     generator: torch.Generator | None = None) -> DynamicsLoss:
+                     generator: torch.Generator | None = None,
+                     action_onehot: torch.Tensor | None = None) -> DynamicsLoss:
         """Genie §2.1: mask rate ~ U(0.5, 1) per example, Bernoulli masks, first frame never
-        masked, cross-entropy on masked positions against the ORIGINAL tokens."""
+        masked, cross-entropy on masked positions against the ORIGINAL tokens.
+
+        action_onehot (B, T−1 or T, num_actions): a differentiable one-hot of `actions` through
+        which the loss reaches the action model (co-training); None: actions are plain ids."""
         self._check(tokens, actions)
         b, t, h, w = tokens.shape
         if t < 2:
@@ -137,7 +157,10 @@ class DynamicsModel(nn.Module):
         mask = draws < rate[:, None, None, None]
         mask[:, 0] = False  # the prompt frame is always given
         inputs = tokens.masked_fill(mask, self.mask_id)
-        logits = self.forward(inputs, actions)  # (B, T, H', W', V)
+        if action_onehot is None:
+            logits = self.forward(inputs, actions)  # (B, T, H', W', V)
+        else:
+            logits = self._logits(inputs, self._prev_actions(actions, t), prev_weights=self._prev_weights(action_onehot, t))
         target = tokens  # not `inputs`: predicting the mask token would teach nothing
         ce = F.cross_entropy(logits[mask].float(), target[mask]) if mask.any() else logits.sum() * 0.0
         accuracy = (logits[mask].argmax(-1) == target[mask]).float().mean() if mask.any() else ce.detach()

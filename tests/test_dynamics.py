@@ -84,3 +84,23 @@ def test_out_of_range_action_names_valid_range(model):
         model(tokens, actions)
     with pytest.raises(ValueError, match="tokens"):
         model(tokens.float(), actions)
+
+
+def test_straight_through_actions_equal_ids_forward_and_carry_gradient():
+    """Co-training path: one-hots of the ids give the very loss the ids give, and the loss reaches the encodings."""
+    from opengenie.nn.quantize import VectorQuantizer
+
+    torch.manual_seed(0)
+    cfg = presets.tiny().dynamics
+    dyn = DynamicsModel(cfg)
+    vq = VectorQuantizer(cfg.num_actions, 16, l2_codes=True).eval()
+    z = torch.randn(2, 3, 16, requires_grad=True)  # encodings of (B, T−1) transitions
+    q = vq(z)
+    onehot = vq.straight_through_onehot(q.codes, q.ids)
+    assert torch.equal(onehot.detach(), torch.nn.functional.one_hot(q.ids, cfg.num_actions).float())
+    tokens = torch.randint(0, cfg.vocab_size, (2, 4, *cfg.grid))
+    plain = dyn.compute_loss(tokens, q.ids, generator=torch.Generator().manual_seed(1)).loss
+    joint = dyn.compute_loss(tokens, q.ids, generator=torch.Generator().manual_seed(1), action_onehot=onehot).loss
+    assert torch.allclose(plain, joint, atol=1e-5)
+    joint.backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0

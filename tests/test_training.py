@@ -320,3 +320,19 @@ def test_validation_nmi_is_pooled_over_the_epoch(coinrun, tokenizer_run):
     pooled = nmi(torch.cat(latent), torch.cat(true))
     assert logged == pytest.approx(pooled, abs=1e-6)
     assert pooled != pytest.approx(sum(per_batch) / len(per_batch), abs=1e-3)
+
+
+def test_cotraining_sends_the_dynamics_loss_to_the_action_model(tokenizer_run):
+    """With action_grad the dynamics loss has a gradient on the action encoder (same loss value); without it, none."""
+    from opengenie.training import DynamicsModule
+
+    video = torch.rand(2, 3, 8, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    losses = []
+    for cotrain in (False, True):
+        torch.manual_seed(0)
+        stage = DynamicsModule(str(tokenizer_run / "ckpt" / "last.ckpt"), preset="tiny", action_grad=cotrain).train()
+        ce = stage.compute_loss({"video": video}, torch.Generator().manual_seed(1)).logs["dynamics/cross_entropy"]
+        (grad,) = torch.autograd.grad(ce, [stage.action_model.to_action.weight], allow_unused=True)
+        assert (grad is not None and grad.abs().sum() > 0) == cotrain
+        losses.append(float(ce))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)

@@ -103,7 +103,8 @@ def markdown(m: dict) -> str:
     lines = [
         "# World-model evaluation", "",
         f"Model `{s['model']}` on the `{s['split']}` split of `{s['data']}` ({s['episodes']} episodes): "
-        f"{s['num_clips']} clips of {s['frames']} frames at {s['image_size'][0]}×{s['image_size'][1]}, seed "
+        f"{s['num_clips']} clips of {s['frames']} frames at {s['image_size'][0]}×{s['image_size'][1]}"
+        + (f" (one world step = {s['frame_skip']} video frames)" if s.get("frame_skip", 1) > 1 else "") + ", seed "
         f"{s['seed']}, batch size {s['batch_size']}, MaskGIT {s['maskgit_steps']} steps at temperature "
         f"{s['temperature']}, one prompt frame, device {s['device']} ({s['seconds']} s). Intervals are "
         "bootstrap 95 % over clips.", "",

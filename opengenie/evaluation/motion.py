@@ -22,6 +22,11 @@ import torch
 MAX_SHIFT = 6  # px per step at 64×64: CoinRun's fastest falls move the camera ~4 px a step
 
 
+def max_shift_for(frame_skip: int, size: int = 64) -> int:
+    """The search range for transitions `frame_skip` frames apart: MAX_SHIFT a frame, within the frame."""
+    return min(MAX_SHIFT * frame_skip, size // 2 - 4)
+
+
 @dataclass
 class Shift:
     """Per pair of frames (N,): dx, dy in px (camera motion, see module doc) and the aligned PSNR in dB."""

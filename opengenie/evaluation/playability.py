@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from opengenie.evaluation.motion import camera_shift
+from opengenie.evaluation.motion import MAX_SHIFT, camera_shift
 from opengenie.genie import Genie
 
 HOLD_STEPS = 12
@@ -44,8 +44,9 @@ class Held:
     aligned_psnr: torch.Tensor
 
 
-def held_motion(frames: torch.Tensor) -> Held:
-    """Frames (A, N, 1 + k, H, W, 3) uint8 or videos (A, N, C, 1 + k, H, W) in [-1, 1] → `Held`."""
+def held_motion(frames: torch.Tensor, max_shift: int = MAX_SHIFT) -> Held:
+    """Frames (A, N, 1 + k, H, W, 3) uint8 or videos (A, N, C, 1 + k, H, W) in [-1, 1] → `Held`.
+    `max_shift`: the search range per step (`motion.max_shift_for` a frame skip)."""
     if frames.dtype == torch.uint8:
         a, n, steps = frames.shape[:3]
         first, second = frames[:, :, :-1].reshape(-1, *frames.shape[3:]), frames[:, :, 1:].reshape(-1, *frames.shape[3:])
@@ -53,7 +54,7 @@ def held_motion(frames: torch.Tensor) -> Held:
         a, n, _, steps = frames.shape[:4]
         x = frames.permute(0, 1, 3, 2, 4, 5)  # (A, N, 1 + k, C, H, W)
         first, second = x[:, :, :-1].reshape(-1, *x.shape[3:]), x[:, :, 1:].reshape(-1, *x.shape[3:])
-    s = camera_shift(first, second)
+    s = camera_shift(first, second, max_shift)
     return Held(*(v.reshape(a, n, steps - 1) for v in (s.dx, s.dy, s.aligned_psnr)))
 
 
@@ -108,8 +109,10 @@ def _ci(values: torch.Tensor) -> list[float]:
     return list(bootstrap_ci(values))
 
 
-def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[str, int] = COINRUN_KEYS) -> torch.Tensor:
-    """The real game from the states of the prompts, each key held `steps` steps.
+def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[str, int] = COINRUN_KEYS,
+                      frame_skip: int = 1) -> torch.Tensor:
+    """The real game from the states of the prompts, each key held `steps` world steps of
+    `frame_skip` game frames each (every `frame_skip`-th frame is kept, as the world saw its data).
 
     prompts: one dict per prompt, {"level_seed", "start", "actions" (recorded, at least `start`),
     "difficulty", "seed"} of a CoinRun episode (`data/coinrun.py`); the level is replayed with its
@@ -129,7 +132,8 @@ def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[s
             env.set_state(state)
             out[k, n, 0] = env.observe()[1]["rgb"][0]
             for t in range(steps):
-                env.act(np.array([key]))
+                for _ in range(frame_skip):
+                    env.act(np.array([key]))
                 out[k, n, t + 1] = env.observe()[1]["rgb"][0]
         env.close()
     return torch.from_numpy(out)

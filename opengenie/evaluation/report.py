@@ -18,6 +18,7 @@ from opengenie.evaluation.evaluate import SKIPPABLE, evaluate_world, finite_or_t
 from opengenie.evaluation.figures import (action_grid_rows, motion_chart, psnr_chart, reconstruction_rows,
                                           rollout_rows, save_grid)
 from opengenie.evaluation.markdown import markdown
+from opengenie.evaluation.motion import max_shift_for
 from opengenie.evaluation.playability import HOLD_STEPS, coinrun_reference, held_motion, hold_actions, summarise
 from opengenie.evaluation.transitions import action_diagnostics, broken_threshold, pooled_transitions
 from opengenie.genie import Genie
@@ -55,7 +56,8 @@ def _check_weights(skip: tuple[str, ...]) -> None:
                                         f"or leave it out with --skip {metric}") from None
 
 
-def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed: int, image_size):
+def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed: int, image_size,
+                frame_skip: int = 1):
     from opengenie.data import EpisodeClipDataset, episode_paths, read_manifest
 
     if not episode_paths(data):
@@ -65,7 +67,7 @@ def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed
         raise ValueError(f"{data} has no manifest.json, so it has no {split!r} split; "
                          "evaluate every episode with --split all")
     try:
-        ds = EpisodeClipDataset(data, seq_len=frames, split=split, seed=seed, with_actions=True)
+        ds = EpisodeClipDataset(data, seq_len=frames, frame_skip=frame_skip, split=split, seed=seed, with_actions=True)
     except ValueError as err:
         if "needs" in str(err) and "frames" in str(err):  # episodes shorter than one clip
             raise ValueError(f"--frames {frames} is too long for the episodes in {data}: {err}") from None
@@ -116,14 +118,16 @@ def playability(world: Genie, data: Path, ds, clips, prompts: int, steps: int, s
     chosen = _prompts(ds, clips, prompts)
     video = torch.stack([p["video"] for p in chosen])  # (N, C, 1, H, W)
     held = hold_actions(world, video, steps, seed, batch_size)  # (A, N, C, 1 + k, H, W)
-    out = {"prompts": len(chosen), "steps": steps, "broken_below_db": broken_below,
-           "actions": summarise(held_motion(held), broken_below, range(world.num_actions)), "real": None}
+    skip = world.config.frame_skip
+    reach = max_shift_for(skip, world.image_size[0])
+    out = {"prompts": len(chosen), "steps": steps, "frame_skip": skip, "broken_below_db": broken_below,
+           "actions": summarise(held_motion(held, reach), broken_below, range(world.num_actions)), "real": None}
     states = _coinrun_states(data, chosen)
     if states is not None:
         from opengenie.evaluation.playability import COINRUN_KEYS
 
-        real = coinrun_reference(states, steps)  # (K, N, 1 + k, 64, 64, 3)
-        out["real"] = summarise(held_motion(real), broken_below, list(COINRUN_KEYS))
+        real = coinrun_reference(states, steps, frame_skip=skip)  # (K, N, 1 + k, 64, 64, 3)
+        out["real"] = summarise(held_motion(real, reach), broken_below, list(COINRUN_KEYS))
         out["real_matches_data"] = bool(all((real[0, n, 0].numpy() == s["frame"]).all() for n, s in enumerate(states)))
     return out, held
 
@@ -143,7 +147,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
                                       "prompts": prompts, "hold_steps": hold_steps})
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     world = Genie.from_pretrained(model, device=device)
-    ds, clips = _load_clips(data, split, frames, num_clips, seed, world.image_size)
+    ds, clips = _load_clips(data, split, frames, num_clips, seed, world.image_size, world.config.frame_skip)
     from opengenie.data import read_manifest
 
     manifest = read_manifest(data)
@@ -152,7 +156,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     started = time.perf_counter()
     metrics, samples, per_clip = evaluate_world(world, clips, seed=seed, batch_size=batch_size, skip=skip,
                                                 progress=progress, fvd_precision=fvd_precision)
-    pooled = pooled_transitions(world, ds.paths, coinrun, progress)
+    pooled = pooled_transitions(world, ds.paths, coinrun, progress, frame_skip=world.config.frame_skip)
     true_actions = manifest.get("settings", {}).get("num_actions") if manifest else None
     metrics["actions"] = action_diagnostics(pooled, world.num_actions, true_actions)
     threshold = broken_threshold(pooled)
@@ -167,7 +171,8 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     c = world.config
     metrics["settings"] = {
         "model": str(model.resolve()), "data": str(data.resolve()), "split": split or "all",
-        "num_clips": len(clips), "num_clips_requested": num_clips, "frames": frames, "frame_skip": 1,
+        "num_clips": len(clips), "num_clips_requested": num_clips, "frames": frames,
+        "frame_skip": world.config.frame_skip,
         "image_size": list(world.image_size), "seed": seed, "rollout_seeds": f"{seed} + batch index",
         "batch_size": batch_size, "skip": list(skip), "device": str(device),
         "maskgit_steps": c.dynamics.maskgit_steps, "temperature": c.dynamics.temperature,

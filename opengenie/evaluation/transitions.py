@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from opengenie.data.coinrun import horizontal_key, jump_key
 from opengenie.data.episodes import load_episode
 from opengenie.evaluation.actions import codebook_usage, nmi_with_chance
-from opengenie.evaluation.motion import camera_shift, motion_bins
+from opengenie.evaluation.motion import camera_shift, max_shift_for, motion_bins
 from opengenie.evaluation.rollout import infer_actions
 from opengenie.genie import Genie
 from opengenie.images import to_video
@@ -37,26 +37,29 @@ BROKEN_PERCENTILE = 1.0
 
 @torch.no_grad()
 def pooled_transitions(world: Genie, paths: list[Path], coinrun: bool, progress: bool = True,
-                       chunk: int = 256) -> dict[str, np.ndarray]:
+                       chunk: int = 256, frame_skip: int = 1) -> dict[str, np.ndarray]:
     """Every transition of the episodes at `paths` → arrays (M,): latent, dx, dy, aligned_psnr,
-    restart (the next frame begins a new life), and true / horizontal / jump where recorded."""
+    restart (the next frame begins a new life), and true / horizontal / jump where recorded.
+    With `frame_skip` k a transition joins frames t and t + k (t = 0, k, 2k, ...), as the world
+    was trained; its true action is the one taken at t and it restarts if any step within does."""
     device = next(world.parameters()).device
     rows: dict[str, list[np.ndarray]] = {}
     for path in tqdm(paths, desc="transitions", unit="episode", disable=not progress):
         ep = load_episode(path)
-        frames = ep["frames"]  # (T, H, W, 3) uint8
+        frames = ep["frames"][::frame_skip]  # (T, H, W, 3) uint8
         if len(frames) < 2:
             continue
+        m = len(frames) - 1  # transitions
+        dones = ep["dones"][:m * frame_skip].reshape(m, frame_skip).any(1) if "dones" in ep else np.zeros(m, bool)
         latent = []
         for a in range(0, len(frames) - 1, chunk):  # chunks overlap by one frame: every transition once
             video = to_video(frames[a:a + chunk + 1]).to(device)  # (1, C, t, H, W)
             latent.append(infer_actions(world, video)[0].cpu().numpy())
-        s = camera_shift(frames[:-1], frames[1:])
+        s = camera_shift(frames[:-1], frames[1:], max_shift_for(frame_skip, frames.shape[1]))
         got = {"latent": np.concatenate(latent), "dx": s.dx.numpy(), "dy": s.dy.numpy(),
-               "aligned_psnr": s.aligned_psnr.numpy(),
-               "restart": ep["dones"][:-1].astype(bool) if "dones" in ep else np.zeros(len(frames) - 1, bool)}
+               "aligned_psnr": s.aligned_psnr.numpy(), "restart": dones}
         if "actions" in ep:
-            got["true"] = ep["actions"][:-1].astype(np.int64)
+            got["true"] = ep["actions"][::frame_skip][:m].astype(np.int64)
             if coinrun:
                 got["horizontal"], got["jump"] = horizontal_key(got["true"]), jump_key(got["true"])
         for k, v in got.items():

@@ -83,6 +83,18 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("memory_size", torch.zeros((), dtype=torch.long), persistent=False)
         self._warm: bool | None = None
 
+    def straight_through_onehot(self, codes: torch.Tensor, ids: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+        """One-hots of `ids` (...,) whose gradient is that of a softmax over the similarity of
+        `codes` (..., D) (the quantised, straight-through encodings) to every code: forward exactly
+        the chosen code, backward a signal to the encoder (and codebook) of which code should win."""
+        book = self._normed(self.codebook.float())  # (K, D)
+        x = codes.float()
+        # cosine similarity for l2 codes, else minus the squared distance (the nearest code wins)
+        sim = x @ book.T if self.l2_codes else 2 * x @ book.T - (book ** 2).sum(-1) - (x ** 2).sum(-1, keepdim=True)
+        soft = torch.softmax(sim / temperature, dim=-1)
+        hard = F.one_hot(ids, self.codebook_size).to(soft.dtype)
+        return hard + (soft - soft.detach())  # exactly `hard` forward: the bracket is 0
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Codes for ids: (...) int64 → (..., D)."""
         return self._normed(self.codebook)[ids]

@@ -69,8 +69,9 @@ def parts_from_dict(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_dict(parts: dict[str, Any]) -> dict[str, Any]:
-    """JSON-able form of resolved parts (what goes into a checkpoint's hyper-parameters)."""
-    return {name: json.loads(json.dumps(dataclasses.asdict(cfg))) for name, cfg in parts.items()}
+    """JSON-able form of resolved parts (what goes into a checkpoint's hyper-parameters); a world's
+    measured labels (`GenieConfig.action_labels`, `arrow_keys`) are not part of a training run."""
+    return {name: json.loads(json.dumps(dataclasses.asdict(parts[name]))) for name in PARTS}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -157,9 +158,11 @@ def genie_from_checkpoints(dynamics: str | os.PathLike, tokenizer: str | os.Path
 
 
 def export(dynamics: str | os.PathLike, out: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
-           dtype: str = "fp32") -> Path:
-    """Write the directory `Genie.from_pretrained` loads (config.json + model.safetensors)."""
+           dtype: str = "fp32", frame_skip: int = 1) -> Path:
+    """Write the directory `Genie.from_pretrained` loads (config.json + model.safetensors).
+    `frame_skip`: the `data.frame_skip` stage 2 was trained at (a world step = that many frames)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     genie = genie_from_checkpoints(dynamics, tokenizer)
+    genie.config = dataclasses.replace(genie.config, frame_skip=frame_skip)
     return genie.save_pretrained(out, dtype=None if dtype == "fp32" else DTYPES[dtype])

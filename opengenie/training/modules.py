@@ -106,13 +106,17 @@ class DynamicsModule(GenieStage):
     the NMI of latent vs true actions at validation).
     lr, warm-up, schedule: Genie's CoinRun dynamics uses 3e-5 → 3e-6 on a cosine after 5k steps.
     action_loss_weight: weight of the action model's own loss in the sum.
+    action_grad: co-train the action model through the dynamics loss (Jasmine, GenieRedux; Genie
+        itself stops this gradient): once the codes are placed, the dynamics model reads the ids
+        through a straight-through one-hot whose gradient reaches the action encoder, so the codes
+        learn what the dynamics model needs to know, not only what the action decoder does.
     """
 
     def __init__(self, tokenizer: str, preset: str = "tiny", overrides: dict | None = None,
                  genie_config: dict | None = None, lr: float = 3e-5, min_lr: float | None = 3e-6,
                  warmup_steps: int = 5_000, schedule: Schedule = "cosine", betas: tuple[float, float] = (0.9, 0.9),
                  weight_decay: float = 1e-4, grad_clip: float | None = 1.0, action_loss_weight: float = 1.0,
-                 compile: bool = False) -> None:
+                 action_grad: bool = False, compile: bool = False) -> None:
         super().__init__(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, schedule=schedule, betas=betas,
                          weight_decay=weight_decay, grad_clip=grad_clip, compile=compile)
         frozen = load_tokenizer(tokenizer)
@@ -163,12 +167,27 @@ class DynamicsModule(GenieStage):
         finally:
             quantizer.train(was)
 
+    def action_onehot(self, video: torch.Tensor) -> torch.Tensor | None:
+        """Straight-through one-hots (B, T−1, A) of the latent actions, with gradient to the action
+        model; None while the codebook warm-up has not placed the codes (nothing to choose among)."""
+        quantizer = self.action_model.quantizer
+        if quantizer._warming():
+            return None
+        was = quantizer.training
+        quantizer.eval()  # as in infer_actions: the action model's own pass counts usage and restarts codes
+        try:
+            codes = self.action_model.encode(video).actions
+        finally:
+            quantizer.train(was)
+        return quantizer.straight_through_onehot(codes.embeddings, codes.ids)
+
     def compute_loss(self, batch: dict, generator: torch.Generator | None = None) -> StepLoss:
         video = batch["video"]
         tokens = batch["tokens"] if "tokens" in batch else self.tokenize(video)
-        actions = self.infer_actions(video)  # (B, T−1)
+        onehot = self.action_onehot(video) if self.hparams.action_grad and self.training else None
+        actions = self.infer_actions(video) if onehot is None else onehot.argmax(-1)  # (B, T−1)
         lam = self.action_model(video)
-        dyn = self.dynamics.compute_loss(tokens, actions, generator=generator)
+        dyn = self.dynamics.compute_loss(tokens, actions, generator=generator, action_onehot=onehot)
         loss = dyn.loss + self.hparams.action_loss_weight * lam.loss
         logs = {"loss": loss, "dynamics/cross_entropy": dyn.loss, "dynamics/accuracy": dyn.accuracy,
                 "dynamics/mask_rate": dyn.mask_rate, "action/loss": lam.loss, "action/recon": lam.parts.recon,
