@@ -23,12 +23,12 @@ from opengenie.evaluation.transitions import action_diagnostics, pooled_transiti
 
 
 def train(context: str, data: str, steps: int, warmup: int, seed: int, codes: int = 8, patch: int = 16,
-          decoder_depth: int = 2) -> Genie:
+          decoder_depth: int = 2, l2_codes: bool = True) -> Genie:
     torch.manual_seed(seed)
     config = presets.small()
     config = replace(config, action=replace(config.action, encoder="pairs", codebook_warmup_steps=warmup,
                                             decoder_context=context, codebook_size=codes,
-                                            patch_size=patch, decoder_depth=decoder_depth),
+                                            patch_size=patch, decoder_depth=decoder_depth, l2_codes=l2_codes),
                      dynamics=replace(config.dynamics, num_actions=codes))
     world = Genie(config)
     model = world.action_model.train()
@@ -60,14 +60,16 @@ def main() -> None:
     p.add_argument("--codes", type=int, default=8, help="latent actions (codebook size)")
     p.add_argument("--patch", type=int, default=16, help="the action model's patch size")
     p.add_argument("--decoder-depth", type=int, default=2)
+    p.add_argument("--no-l2-codes", action="store_true", help="compare codes by distance, not cosine")
     args = p.parse_args()
     torch.set_num_threads(1)
     val = episode_paths(args.data, "val")
     for context in args.contexts.split(","):
         started = time.perf_counter()
-        world = train(context, args.data, args.steps, args.warmup, args.seed, args.codes, args.patch, args.decoder_depth)
+        world = train(context, args.data, args.steps, args.warmup, args.seed, args.codes, args.patch, args.decoder_depth,
+                      not args.no_l2_codes)
         d = action_diagnostics(pooled_transitions(world, val, coinrun=True, progress=False), world.num_actions, 15)
-        print(f"\n## decoder_context={context}, {args.codes} codes, warm-up {args.warmup}, patch {args.patch}, decoder depth {args.decoder_depth}: {args.steps} steps, {time.perf_counter() - started:.0f} s, "
+        print(f"\n## decoder_context={context}, {args.codes} codes, warm-up {args.warmup}, patch {args.patch}, decoder depth {args.decoder_depth}, l2 codes {not args.no_l2_codes}: {args.steps} steps, {time.perf_counter() - started:.0f} s, "
               f"{d['transitions']} val transitions, perplexity {d['perplexity']:.2f}")
         for key in ("horizontal_key", "jump", "camera_dx", "camera_dy", "true_action"):
             x = d["nmi"][key]
