@@ -23,7 +23,7 @@ from opengenie.evaluation.transitions import action_diagnostics, pooled_transiti
 
 
 def train(context: str, data: str, steps: int, warmup: int, seed: int, codes: int = 8, patch: int = 16,
-          decoder_depth: int = 2, l2_codes: bool = True) -> Genie:
+          decoder_depth: int = 2, l2_codes: bool = True, frame_skip: int = 1) -> Genie:
     torch.manual_seed(seed)
     config = presets.small()
     config = replace(config, action=replace(config.action, encoder="pairs", codebook_warmup_steps=warmup,
@@ -32,7 +32,7 @@ def train(context: str, data: str, steps: int, warmup: int, seed: int, codes: in
                      dynamics=replace(config.dynamics, num_actions=codes))
     world = Genie(config)
     model = world.action_model.train()
-    ds = EpisodeClipDataset(data, seq_len=8, split="train", seed=seed)
+    ds = EpisodeClipDataset(data, seq_len=8, frame_skip=frame_skip, split="train", seed=seed)
     loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(seed))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=1e-4)
@@ -61,15 +61,17 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=16, help="the action model's patch size")
     p.add_argument("--decoder-depth", type=int, default=2)
     p.add_argument("--no-l2-codes", action="store_true", help="compare codes by distance, not cosine")
+    p.add_argument("--frame-skip", type=int, default=1, help="video frames per transition")
     args = p.parse_args()
     torch.set_num_threads(1)
     val = episode_paths(args.data, "val")
     for context in args.contexts.split(","):
         started = time.perf_counter()
         world = train(context, args.data, args.steps, args.warmup, args.seed, args.codes, args.patch, args.decoder_depth,
-                      not args.no_l2_codes)
-        d = action_diagnostics(pooled_transitions(world, val, coinrun=True, progress=False), world.num_actions, 15)
-        print(f"\n## decoder_context={context}, {args.codes} codes, warm-up {args.warmup}, patch {args.patch}, decoder depth {args.decoder_depth}, l2 codes {not args.no_l2_codes}: {args.steps} steps, {time.perf_counter() - started:.0f} s, "
+                      not args.no_l2_codes, args.frame_skip)
+        pooled = pooled_transitions(world, val, coinrun=True, progress=False, frame_skip=args.frame_skip)
+        d = action_diagnostics(pooled, world.num_actions, 15)
+        print(f"\n## decoder_context={context}, {args.codes} codes, warm-up {args.warmup}, patch {args.patch}, decoder depth {args.decoder_depth}, l2 codes {not args.no_l2_codes}, frame skip {args.frame_skip}: {args.steps} steps, {time.perf_counter() - started:.0f} s, "
               f"{d['transitions']} val transitions, perplexity {d['perplexity']:.2f}")
         for key in ("horizontal_key", "jump", "camera_dx", "camera_dy", "true_action"):
             x = d["nmi"][key]

@@ -12,6 +12,8 @@ dynamics model and of the tokenizer's decoder) lives in a `Rollout`.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -73,6 +75,9 @@ class Genie(nn.Module):
         state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
                  for k, v in self.state_dict().items()}
         save_file(state, str(path / WEIGHTS_FILE), metadata={"format": "pt", "library": "opengenie"})
+        # safetensors writes through a private temporary file (mode 0600); a world is meant to be
+        # shared like its config.json, so the weights take the mode config.json was given.
+        os.chmod(path / WEIGHTS_FILE, stat.S_IMODE((path / CONFIG_FILE).stat().st_mode))
         return path
 
     @classmethod

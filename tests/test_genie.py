@@ -88,3 +88,12 @@ def test_config_consistency_is_checked():
     with pytest.raises(ValueError, match="vocab_size"):
         GenieConfig(cfg.tokenizer, cfg.action, replace(cfg.dynamics, vocab_size=32))
     assert GenieConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_saved_world_files_are_readable_like_any_new_file(tmp_path):
+    """model.safetensors gets the umask's mode, as config.json does (not the 0600 of a private temp file)."""
+    import os
+
+    path = Genie(presets.tiny()).save_pretrained(tmp_path / "w")
+    modes = {f.name: os.stat(f).st_mode & 0o777 for f in path.iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from opengenie.evaluation.evaluate import SKIPPABLE, evaluate_world, finite_or_text, select_clips
+from opengenie.evaluation.evaluate import SKIPPABLE, check_clips, evaluate_world, finite_or_text, select_clips
 from opengenie.evaluation.figures import (action_grid_rows, motion_chart, psnr_chart, reconstruction_rows,
                                           rollout_rows, save_grid)
 from opengenie.evaluation.markdown import markdown
@@ -152,6 +152,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
 
     manifest = read_manifest(data)
     coinrun = manifest is not None and manifest.get("source") == "coinrun"
+    check_clips(clips, skip)  # settings no metric can run at are named before missing weights are
     _check_weights(skip)
     started = time.perf_counter()
     metrics, samples, per_clip = evaluate_world(world, clips, seed=seed, batch_size=batch_size, skip=skip,
