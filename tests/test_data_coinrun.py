@@ -113,3 +113,13 @@ def test_key_parts_of_procgen_actions():
 
     assert horizontal_key(np.arange(15)).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1]
     assert jump_key(np.arange(15)).tolist() == [0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_a_folder_from_before_named_policies_takes_more_random_levels(tmp_path):
+    """A manifest that records the random policy as a sentence (older folders) accepts more levels of it."""
+    generate(tmp_path, levels=1, steps_per_level=10, progress=False)
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    m["settings"]["policy"] = "uniform random, no action repeats"
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    out = generate(tmp_path, levels=2, steps_per_level=10, progress=False)
+    assert out["counts"]["episodes"] == 2 and out["settings"]["policy"]["policy"] == "random"

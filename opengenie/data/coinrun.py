@@ -19,6 +19,7 @@ Needs the `coinrun` extra: `pip install opengenie[coinrun]` (procgen-mirror).
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 from pathlib import Path
@@ -162,6 +163,7 @@ def generate(
         "policy": POLICIES[policy], "seed": seed, "num_actions": NUM_ACTIONS,
         "val_fraction": val_fraction, "test_fraction": test_fraction, "compress": compress,
     }
+    _upgrade_policy(out)
     check_settings(out, settings, ["env", "difficulty", "steps_per_level", "policy", "seed",
                                   "val_fraction", "test_fraction"])
     for stale in out.glob(".level_*.partial"):  # left by an interrupted run; never complete
@@ -183,6 +185,16 @@ def generate(
                 bar.update(frames)
     bar.close()
     return write_manifest(out, source="coinrun", settings=settings, episodes=_describe(out, settings))
+
+
+def _upgrade_policy(out: Path) -> None:
+    """Folders written before policies had names record the random policy as a sentence; name it."""
+    from opengenie.data.manifest import MANIFEST, read_manifest
+
+    manifest = read_manifest(out)
+    if manifest and manifest.get("settings", {}).get("policy") == POLICIES["random"]["description"]:
+        manifest["settings"]["policy"] = POLICIES["random"]
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _describe(out: Path, settings: dict) -> list[dict]:
