@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from opengenie.evaluation.motion import max_shift_for
-from opengenie.evaluation.playability import HOLD_STEPS, MOVE_PX, held_motion, hold_actions, summarise
+from opengenie.evaluation.playability import HOLD_STEPS, MOVE_PX, held_rows
 from opengenie.genie import CONFIG_FILE, Genie
 
 
@@ -53,9 +52,7 @@ def distinct(labels: list[str]) -> list[str]:
 def measure_labels(world: Genie, prompts: torch.Tensor, steps: int = HOLD_STEPS, seed: int = 0,
                    batch_size: int = 32) -> tuple[tuple[str, ...], dict[str, int], list[dict]]:
     """Prompts (N, C, 1, H, W) in [-1, 1] → (labels, arrow keys, playability rows per action)."""
-    reach = max_shift_for(world.config.frame_skip, world.image_size[0])
-    held = held_motion(hold_actions(world, prompts, steps, seed, batch_size), reach)
-    rows = summarise(held, broken_below=0.0, names=range(world.num_actions))
+    _, rows = held_rows(world, prompts, steps, seed, batch_size)
     return tuple(distinct([r["label"] for r in rows])), arrow_keys(rows), rows
 
 

@@ -25,14 +25,13 @@ def _ci(s: dict | None, digits: int = 2) -> str:
 
 def _frames(ts: list[int]) -> str:
     """[1, 2, 3, 5, 7, 8] → "1–3, 5, 7–8"."""
-    if not ts:
-        return "none"
-    runs, start = [], ts[0]
-    for prev, t in zip(ts, ts[1:] + [None]):
-        if t != prev + 1 if t is not None else True:
-            runs.append(f"{start}–{prev}" if prev > start else str(start))
-            start = t
-    return ", ".join(runs)
+    runs: list[list[int]] = []
+    for t in ts:
+        if runs and t == runs[-1][-1] + 1:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs) or "none"
 
 
 def verdict_lines(m: dict) -> list[str]:

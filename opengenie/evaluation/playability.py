@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from opengenie.evaluation.motion import MAX_SHIFT, camera_shift
+from opengenie.evaluation.motion import MAX_SHIFT, camera_shift, max_shift_for
+from opengenie.evaluation.uncertainty import bootstrap_ci
 from opengenie.genie import Genie
 
 HOLD_STEPS = 12
@@ -48,12 +49,10 @@ def held_motion(frames: torch.Tensor, max_shift: int = MAX_SHIFT) -> Held:
     """Frames (A, N, 1 + k, H, W, 3) uint8 or videos (A, N, C, 1 + k, H, W) in [-1, 1] → `Held`.
     `max_shift`: the search range per step (`motion.max_shift_for` a frame skip)."""
     if frames.dtype == torch.uint8:
-        a, n, steps = frames.shape[:3]
-        first, second = frames[:, :, :-1].reshape(-1, *frames.shape[3:]), frames[:, :, 1:].reshape(-1, *frames.shape[3:])
-    else:
-        a, n, _, steps = frames.shape[:4]
-        x = frames.permute(0, 1, 3, 2, 4, 5)  # (A, N, 1 + k, C, H, W)
-        first, second = x[:, :, :-1].reshape(-1, *x.shape[3:]), x[:, :, 1:].reshape(-1, *x.shape[3:])
+        frames = frames.permute(0, 1, 5, 2, 3, 4).float() / 127.5 - 1  # (A, N, C, 1 + k, H, W) in [-1, 1]
+    a, n, _, steps = frames.shape[:4]
+    x = frames.permute(0, 1, 3, 2, 4, 5)  # (A, N, 1 + k, C, H, W)
+    first, second = x[:, :, :-1].reshape(-1, *x.shape[3:]), x[:, :, 1:].reshape(-1, *x.shape[3:])  # (A·N·k, C, H, W)
     s = camera_shift(first, second, max_shift)
     return Held(*(v.reshape(a, n, steps - 1) for v in (s.dx, s.dy, s.aligned_psnr)))
 
@@ -76,6 +75,15 @@ def hold_actions(world: Genie, prompts: torch.Tensor, steps: int = HOLD_STEPS, s
         parts.append(world.rollout(prompt[start:start + batch_size].to(device), acts, seed=seed + j).cpu())
     video = torch.cat(parts)  # (A·N, C, 1 + steps, H, W)
     return video.reshape(a, n, *video.shape[1:])
+
+
+def held_rows(world: Genie, prompts: torch.Tensor, steps: int = HOLD_STEPS, seed: int = 0, batch_size: int = 32,
+              broken_below: float = 0.0) -> tuple[torch.Tensor, list[dict]]:
+    """Hold every latent action from `prompts` (N, C, 1, H, W) and measure it at the world's frame
+    step → (videos (A, N, C, 1 + steps, H, W), one `summarise` row per action)."""
+    video = hold_actions(world, prompts, steps, seed, batch_size)
+    reach = max_shift_for(world.config.frame_skip, world.image_size[0])
+    return video, summarise(held_motion(video, reach), broken_below, range(world.num_actions))
 
 
 def label(dx_total: float, dy_total: float) -> str:
@@ -104,8 +112,6 @@ def summarise(held: Held, broken_below: float, names) -> list[dict]:
 
 
 def _ci(values: torch.Tensor) -> list[float]:
-    from opengenie.evaluation.uncertainty import bootstrap_ci
-
     return list(bootstrap_ci(values))
 
 

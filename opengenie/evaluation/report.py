@@ -19,7 +19,7 @@ from opengenie.evaluation.figures import (action_grid_rows, motion_chart, psnr_c
                                           rollout_rows, save_grid)
 from opengenie.evaluation.markdown import markdown
 from opengenie.evaluation.motion import max_shift_for
-from opengenie.evaluation.playability import HOLD_STEPS, coinrun_reference, held_motion, hold_actions, summarise
+from opengenie.evaluation.playability import HOLD_STEPS, coinrun_reference, held_motion, held_rows, summarise
 from opengenie.evaluation.transitions import action_diagnostics, broken_threshold, pooled_transitions
 from opengenie.genie import Genie
 
@@ -117,16 +117,16 @@ def playability(world: Genie, data: Path, ds, clips, prompts: int, steps: int, s
     """Hold every latent action from `prompts` held-out states; the real game from the same states."""
     chosen = _prompts(ds, clips, prompts)
     video = torch.stack([p["video"] for p in chosen])  # (N, C, 1, H, W)
-    held = hold_actions(world, video, steps, seed, batch_size)  # (A, N, C, 1 + k, H, W)
+    held, rows = held_rows(world, video, steps, seed, batch_size, broken_below)  # held: (A, N, C, 1 + k, H, W)
     skip = world.config.frame_skip
-    reach = max_shift_for(skip, world.image_size[0])
     out = {"prompts": len(chosen), "steps": steps, "frame_skip": skip, "broken_below_db": broken_below,
-           "actions": summarise(held_motion(held, reach), broken_below, range(world.num_actions)), "real": None}
+           "actions": rows, "real": None}
     states = _coinrun_states(data, chosen)
     if states is not None:
         from opengenie.evaluation.playability import COINRUN_KEYS
 
         real = coinrun_reference(states, steps, frame_skip=skip)  # (K, N, 1 + k, 64, 64, 3)
+        reach = max_shift_for(skip, world.image_size[0])
         out["real"] = summarise(held_motion(real, reach), broken_below, list(COINRUN_KEYS))
         out["real_matches_data"] = bool(all((real[0, n, 0].numpy() == s["frame"]).all() for n, s in enumerate(states)))
     return out, held
