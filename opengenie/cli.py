@@ -360,7 +360,10 @@ _SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from opengenie import __version__
+
     parser = argparse.ArgumentParser(prog="opengenie", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in _SECTIONS:
         add(sub)
