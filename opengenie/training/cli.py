@@ -16,6 +16,7 @@ from __future__ import annotations
 import signal
 import sys
 import warnings
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -77,13 +78,28 @@ def parse(config: str, *overrides: str) -> dict:
     return cli.config.as_dict()
 
 
+CONFIGS = Path(__file__).parent.parent / "configs"  # configs/<stage>/<name>.yaml, shipped in the wheel
+
+
+def packaged_configs(args: list[str], stage: str | None) -> list[str]:
+    """`--config tiny` names a shipped config (configs/<stage>/tiny.yaml) when no file `tiny`
+    exists, so an installed wheel trains without a checkout; file paths pass unchanged."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        name = out[i + 1] if arg == "--config" and i + 1 < len(out) else None
+        if stage is not None and name and not Path(name).exists() and (CONFIGS / stage / f"{name}.yaml").is_file():
+            out[i + 1] = str(CONFIGS / stage / f"{name}.yaml")
+    return out
+
+
 def main(args: list[str] | None = None, stage: str | None = None) -> GenieCLI:
     """Run the CLI on `args` (default: sys.argv[1:]), e.g. ["fit", "--config", "x.yaml"].
+    With a `stage`, `--config NAME` may name a shipped config (`packaged_configs`).
 
     A run stopped by SIGTERM (after writing last.ckpt) exits with status 143, as a process
     killed by SIGTERM does, so that a scheduler or script sees it did not finish.
     """
     try:
-        return GenieCLI(args=args, stage=stage)
+        return GenieCLI(args=None if args is None else packaged_configs(args, stage), stage=stage)
     except SIGTERMException:
         sys.exit(128 + signal.SIGTERM)
