@@ -89,6 +89,19 @@ def test_camera_shift_of_shifted_real_frames(coinrun):
     assert 0.25 < dx < 0.75
 
 
+def test_shift_error_surface_equals_the_direct_sum(coinrun):
+    """The FFT error surface of camera_shift equals the MSE of every shifted crop summed directly."""
+    from opengenie.evaluation.motion import _as_float, _error_surface
+
+    frames = _as_float(load_episode(next(coinrun.glob("*.npz")))["frames"][:9])  # (9, 3, 64, 64)
+    x, y, r = frames[:-1].double(), frames[1:].double(), 5
+    h, w = x.shape[-2:]
+    target = y[..., r:h - r, r:w - r]
+    direct = torch.stack([torch.stack([((x[..., r + sy:h - r + sy, r + sx:w - r + sx] - target) ** 2).mean((1, 2, 3))
+                                       for sx in range(-r, r + 1)]) for sy in range(-r, r + 1)]).permute(2, 0, 1)
+    torch.testing.assert_close(_error_surface(frames[:-1], frames[1:], r), direct, rtol=0, atol=1e-12)
+
+
 def test_nmi_of_independent_labels_is_near_chance():
     """Independent labels score within a few chance standard deviations of the shuffled value; identical ones score 1."""
     rng = np.random.default_rng(0)

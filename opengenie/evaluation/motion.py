@@ -2,7 +2,7 @@
 
 In a side-scroller the camera follows the player, so walking right slides the whole scene left
 and a jump slides it down. `camera_shift` finds, for each pair of frames, the shift of the
-first frame that best explains the second: a brute-force search over integer shifts of up to
+first frame that best explains the second: an exhaustive search over integer shifts of up to
 `max_shift` pixels (mean squared error over the central crop that every shift can see), then a
 parabola through the error at the best shift and its neighbours for the sub-pixel part.
 
@@ -51,6 +51,32 @@ def _subpixel(minus: torch.Tensor, centre: torch.Tensor, plus: torch.Tensor) -> 
     return offset.clamp(-0.5, 0.5)
 
 
+def _error_surface(x: torch.Tensor, y: torch.Tensor, r: int) -> torch.Tensor:
+    """err[n, i, j] = MSE of y's central crop against x moved by (sy, sx) = (i − r, j − r):
+    second(p) = first(p + s), for frames x, y (n, C, H, W) in [0, 1] → (n, 2r+1, 2r+1) float64.
+
+    Σ(x_s − y)² = Σx_s² − 2 Σx_s·y + Σy²: the cross term of every shift at once is one
+    correlation (an FFT product, no wrap-around since a shift never leaves the frame), the first
+    a box sum of an integral image. In float64 the errors match the direct sum to ~1e-15, so
+    exact matches (MSE 0) and textureless frames are still recognised below.
+    """
+    x, y = x.double(), y.double()
+    h, w = x.shape[-2:]
+    size = 2 * r + 1
+    target = y[..., r:h - r, r:w - r]  # (n, C, h−2r, w−2r): what every shift can see
+    kernel = torch.nn.functional.pad(target, (0, 2 * r, 0, 2 * r))  # (n, C, H, W), target at the corner
+    # corr[u, v] = Σ_cij x[c, u + i, v + j] · target[c, i, j] (channels summed in frequency space);
+    # shift (sy, sx) reads corr[r + sy, r + sx]
+    spectrum = (torch.fft.rfft2(x) * torch.fft.rfft2(kernel).conj()).sum(1)  # (n, H, W/2+1)
+    cross = torch.fft.irfft2(spectrum, s=(h, w))[:, :size, :size]  # (n, 2r+1, 2r+1)
+    square = torch.nn.functional.pad((x * x).sum(1).cumsum(-1).cumsum(-2), (1, 0, 1, 0))  # (n, H+1, W+1)
+    th, tw = h - 2 * r, w - 2 * r
+    box = (square[:, th:th + size, tw:tw + size] - square[:, :size, tw:tw + size]
+           - square[:, th:th + size, :size] + square[:, :size, :size])  # Σ x² over each shifted window
+    count = target[0].numel()
+    return ((box - 2 * cross + (target * target).sum((1, 2, 3))[:, None, None]) / count).clamp(min=0)
+
+
 @torch.no_grad()
 def camera_shift(first, second, max_shift: int = MAX_SHIFT, chunk: int = 512) -> Shift:
     """Camera motion from `first` to `second`: frames (N, H, W, 3) uint8 or (N, C, H, W) in [-1, 1].
@@ -65,15 +91,9 @@ def camera_shift(first, second, max_shift: int = MAX_SHIFT, chunk: int = 512) ->
     r = max_shift
     if not 0 < r < min(h, w) // 2:
         raise ValueError(f"max_shift must be in 1..{min(h, w) // 2 - 1} for {h}×{w} frames, got {max_shift}")
-    offsets = range(-r, r + 1)
     out = {"dx": [], "dy": [], "aligned_psnr": []}
     for start in range(0, a.shape[0], chunk):
-        x, y = a[start:start + chunk], b[start:start + chunk]
-        target = y[..., r:h - r, r:w - r]  # (n, C, h−2r, w−2r): what every shift can see
-        # err[n, i, j]: MSE of second vs first moved so that second(p) = first(p + (sy_i, sx_j))
-        err = torch.stack([torch.stack([((x[..., r + sy:h - r + sy, r + sx:w - r + sx] - target) ** 2).mean((1, 2, 3))
-                                        for sx in offsets]) for sy in offsets])  # (2r+1, 2r+1, n)
-        err = err.permute(2, 0, 1)  # (n, sy, sx)
+        err = _error_surface(a[start:start + chunk], b[start:start + chunk], r)  # (n, sy, sx)
         n, size = err.shape[0], 2 * r + 1
         best = err.flatten(1).argmin(1)
         iy, ix = best // size, best % size
@@ -85,13 +105,13 @@ def camera_shift(first, second, max_shift: int = MAX_SHIFT, chunk: int = 512) ->
         inner_x, inner_y = (ix > 0) & (ix < size - 1) & ~exact, (iy > 0) & (iy < size - 1) & ~exact
         fx = _subpixel(err[rows, iy, (ix - 1).clamp(min=0)], centre, err[rows, iy, (ix + 1).clamp(max=size - 1)])
         fy = _subpixel(err[rows, (iy - 1).clamp(min=0), ix], centre, err[rows, (iy + 1).clamp(max=size - 1), ix])
-        dx = (ix - r).double() + torch.where(inner_x, fx, torch.zeros_like(fx)).double()
-        dy = (iy - r).double() + torch.where(inner_y, fy, torch.zeros_like(fy)).double()
+        dx = (ix - r).double() + torch.where(inner_x, fx, torch.zeros_like(fx))
+        dy = (iy - r).double() + torch.where(inner_y, fy, torch.zeros_like(fy))
         # second(p) = first(p + s): the scene moved by −s, so the camera moved by +s.
         still = err.flatten(1).max(1).values - centre < 1e-10  # no texture: every shift explains it
         out["dx"].append(torch.where(still, torch.zeros_like(dx), dx))
         out["dy"].append(torch.where(still, torch.zeros_like(dy), dy))
-        out["aligned_psnr"].append(10 * torch.log10(1 / centre.double().clamp(min=1e-10)))
+        out["aligned_psnr"].append(10 * torch.log10(1 / centre.clamp(min=1e-10)))
     return Shift(*(torch.cat(out[k]) for k in ("dx", "dy", "aligned_psnr")))
 
 
