@@ -1,25 +1,33 @@
 # Make a virtual environment with the pinned CPU torch first (a bare `torch` requirement
-# would pull several GB of CUDA packages), then the package with every extra. Where the
+# would pull several GB of CUDA packages), then the package: `make play` installs only what
+# playing imports (the `play` extra), `make test` everything (the `dev` extra). Where the
 # package index serves CUDA builds of torch, name a CPU index:
 #   make play TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_INDEX ?=
+# One torch thread: the bundled world's step is small, and on a CPU shared with other jobs
+# torch's default thread count makes it several times slower (docs/play.md, Speed).
+PLAY_THREADS ?= 1
+PORT ?= 8000
 
 .PHONY: install play test demo clean
 
-install: $(BIN)/opengenie
+install: $(VENV)/.dev
 
-$(BIN)/opengenie: pyproject.toml
+$(VENV)/.play: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install --quiet -e ".[play]"
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.play
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-play: install
-	$(BIN)/opengenie play --model worlds/coinrun-small
+play: $(VENV)/.play
+	$(BIN)/opengenie play --model worlds/coinrun-small --threads $(PLAY_THREADS) --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest -q
