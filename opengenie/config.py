@@ -8,16 +8,125 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
 ARROWS = ("ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown")
 
+# Generous but finite bounds: a config past them is a typo (2**20 for 2**10), not a model, and
+# building it would try to allocate terabytes before any other check could speak.
+MAX_DIM, MAX_DEPTH, MAX_HEADS, MAX_SIDE, MAX_FRAMES = 16384, 256, 256, 4096, 4096
+MAX_CODES, MAX_CODE_DIM, MAX_STEPS = 2**20, 4096, 10_000
+MAX_PARAMS = 20 * 10**9  # about 80 GB of fp32 weights per model
+
 
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise ValueError(msg)
+
+
+def _check_fields(config: Any) -> None:
+    """Check every field of a config dataclass against its annotation (ints are ints, floats are
+    finite, tuples have their length); lists are accepted where tuples are expected (JSON, YAML)."""
+    cls = type(config)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), hints[f.name]
+        if isinstance(value, list) and _wants_tuple(kind):
+            value = _tuplify(value)
+            object.__setattr__(config, f.name, value)  # frozen: the one place a field is normalised
+        if not _matches(value, kind):
+            raise ValueError(f"{cls.__name__}.{f.name} must be {_describe(kind)}, got {value!r}")
+
+
+def _wants_tuple(kind: Any) -> bool:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return any(_wants_tuple(k) for k in typing.get_args(kind))
+    return kind is tuple or typing.get_origin(kind) is tuple
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return True
+    if kind is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, k) for k in args)
+    if origin is Literal:
+        return isinstance(value, str) and value in args
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:  # an int is a fine float; NaN and inf never are
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is str:
+        return isinstance(value, str)
+    if kind is tuple or origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return not args or (len(value) == len(args) and all(_matches(v, k) for v, k in zip(value, args)))
+    if kind is dict or origin is dict:
+        return isinstance(value, dict) and (not args or all(_matches(k, args[0]) and _matches(v, args[1])
+                                                            for k, v in value.items()))
+    return isinstance(value, kind)
+
+
+def _describe(kind: Any) -> str:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(k) for k in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if kind is float:
+        return "a finite number"
+    if kind in (int, bool, str):
+        return {int: "an integer", bool: "true or false", str: "a string"}[kind]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return f"a list of {_describe(args[0])}s"
+    if origin is tuple:
+        return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
+    if kind is dict or origin is dict:
+        return "a mapping"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _check_range(name: str, value: float, low: float, high: float | None = None, hint: str = "") -> None:
+    ok = value >= low and (high is None or value <= high)
+    bounds = f">= {low}" if high is None else f"in {low}..{high}"
+    _check(ok, f"{name} must be {bounds}, got {value}" + (f"; {hint}" if hint else ""))
+
+
+def _check_stack(name: str, dim: int, depths: dict[str, int], heads: int, mlp_ratio: float, max_frames: int) -> None:
+    """Width, depths, heads and clip length of ST-transformers within what can be built."""
+    _check_range(f"{name}: dim", dim, 1, MAX_DIM, "a width past that is a typo, not a model")
+    for field_name, depth in depths.items():
+        _check_range(f"{name}: {field_name}", depth, 1, MAX_DEPTH)
+    depth = sum(depths.values())
+    _check_range(f"{name}: heads", heads, 1, MAX_HEADS)
+    _check(0 < mlp_ratio <= 64, f"{name}: mlp_ratio must be in (0, 64], got {mlp_ratio}")
+    _check_range(f"{name}: max_frames", max_frames, 1, MAX_FRAMES)
+    # One ST block: spatial and temporal attention (4·dim² each) and one feed-forward (2·r·dim²).
+    params = depth * dim * dim * (8 + 2 * mlp_ratio)
+    _check(params <= MAX_PARAMS, f"{name}: dim={dim} and depth={depth} make about {params / 1e9:.0f} billion "
+                                 f"parameters, more than the {MAX_PARAMS // 10**9} billion one model may have; "
+                                 "lower dim or depth")
+
+
+def _check_image(name: str, image_size: tuple[int, int], in_channels: int, patch_size: int) -> None:
+    _check(all(1 <= s <= MAX_SIDE for s in image_size),
+           f"{name}: image_size sides must be in 1..{MAX_SIDE}, got {image_size}")
+    _check_range(f"{name}: in_channels", in_channels, 1, 64)
+    _check_range(f"{name}: patch_size", patch_size, 1, min(image_size), "a patch must fit in the frame")
 
 
 def _check_grid(name: str, image_size: tuple[int, int], patch_size: int) -> None:
@@ -101,13 +210,26 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         _check(self.kind in ("st-vivit", "magvit2"), f"tokenizer kind must be 'st-vivit' or 'magvit2', got {self.kind!r}")
+        _check_fields(self)
+        _check_image("tokenizer", self.image_size, self.in_channels, self.patch_size)
         if self.kind == "st-vivit":
+            _check_stack("tokenizer", self.dim, {"depth": self.depth, "decoder_depth": self.decoder_depth},
+                         self.heads, self.mlp_ratio, self.max_frames)
             _check_grid("tokenizer", self.image_size, self.patch_size)
             _check_heads("tokenizer", self.dim, self.heads)
         else:
             _check(self.enc_desc is not None and self.dec_desc is not None,
                    "a magvit2 tokenizer needs enc_desc and dec_desc blueprints")
         _check(self.codebook_size >= 2, f"codebook_size must be >= 2, got {self.codebook_size}")
+        _check_range("tokenizer: codebook_size", self.codebook_size, 2, MAX_CODES)
+        _check_range("tokenizer: code_dim", self.code_dim, 1, MAX_CODE_DIM)
+        _check_range("tokenizer: n_codebook", self.n_codebook, 1, self.code_dim)
+        _check(0 < self.lfq_frac_sample <= 1, f"tokenizer: lfq_frac_sample must be in (0, 1], got {self.lfq_frac_sample}")
+        _check_range("tokenizer: dead_code_steps", self.dead_code_steps, 0)
+        _check_range("tokenizer: gan_frames_per_batch", self.gan_frames_per_batch, 1)
+        for name in ("commitment_weight", "lfq_commit_weight", "lfq_entropy_weight", "lfq_diversity_weight",
+                     "gan_loss_weight", "perc_loss_weight", "quant_loss_weight"):
+            _check_range(f"tokenizer: {name}", getattr(self, name), 0)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -169,6 +291,14 @@ class LatentActionConfig:
         _check(self.encoder in ("causal", "pairs"), f"action encoder must be 'causal' or 'pairs', got {self.encoder!r}")
         _check(self.decoder_context in ("clip", "frame"),
                f"action decoder_context must be 'clip' or 'frame', got {self.decoder_context!r}")
+        _check_fields(self)
+        _check_image("latent action model", self.image_size, self.in_channels, self.patch_size)
+        _check_stack("latent action model", self.dim, {"depth": self.depth, "decoder_depth": self.decoder_depth},
+                     self.heads, self.mlp_ratio, self.max_frames)
+        _check_range("latent action model: codebook_size", self.codebook_size, 2, MAX_CODES)
+        _check_range("latent action model: code_dim", self.code_dim, 1, MAX_CODE_DIM)
+        _check_range("latent action model: dead_code_steps", self.dead_code_steps, 0)
+        _check_range("latent action model: commitment_weight", self.commitment_weight, 0)
         _check(self.codebook_warmup_steps >= 0, f"codebook_warmup_steps must be ≥ 0, got {self.codebook_warmup_steps}")
         _check_grid("latent action model", self.image_size, self.patch_size)
         _check_heads("latent action model", self.dim, self.heads)
@@ -212,8 +342,20 @@ class DynamicsConfig:
     """Training mask rate is drawn from U(mask_rate_min, 1) per example (Genie: 0.5)."""
 
     def __post_init__(self) -> None:
+        _check_fields(self)
+        _check_stack("dynamics", self.dim, {"depth": self.depth}, self.heads, self.mlp_ratio, self.max_frames)
+        _check_range("dynamics: max_frames", self.max_frames, 2, MAX_FRAMES,
+                     "a frame is generated from at least one frame of context")
+        _check_range("dynamics: vocab_size", self.vocab_size, 2, MAX_CODES)
+        _check_range("dynamics: num_actions", self.num_actions, 1, MAX_CODES)
+        _check(self.grid is None or all(1 <= s <= MAX_SIDE for s in self.grid),
+               f"dynamics: grid sides must be in 1..{MAX_SIDE}, got {self.grid}")
         if self.head_dim is None:
             _check_heads("dynamics", self.dim, self.heads)
+        else:
+            _check_range("dynamics: head_dim", self.head_dim, 1, MAX_DIM)
+        _check(0.0 <= self.temperature <= 100.0, f"dynamics: temperature must be in 0..100, got {self.temperature}")
+        _check_range("dynamics: maskgit_steps", self.maskgit_steps, 1, MAX_STEPS)
         _check(self.action_conditioning in ("additive", "token"),
                f"action_conditioning must be 'additive' or 'token', got {self.action_conditioning!r}")
         _check(0.0 <= self.mask_rate_min <= 1.0, f"mask_rate_min must lie in [0, 1], got {self.mask_rate_min}")
@@ -238,6 +380,10 @@ class GenieConfig:
     (`opengenie export --frame-skip`). Evaluation reads clips, and holds real keys, at this step."""
 
     def __post_init__(self) -> None:
+        for name, kind in (("tokenizer", TokenizerConfig), ("action", LatentActionConfig), ("dynamics", DynamicsConfig)):
+            _check(isinstance(getattr(self, name), kind), f"GenieConfig.{name} must be a {kind.__name__}, "
+                                                          f"got {type(getattr(self, name)).__name__}")
+        _check_fields(self)
         t, a, d = self.tokenizer, self.action, self.dynamics
         _check(not self.action_labels or len(self.action_labels) == d.num_actions,
                f"action_labels has {len(self.action_labels)} labels for {d.num_actions} actions; "
@@ -262,19 +408,26 @@ class GenieConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GenieConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a GenieConfig mapping with tokenizer, action and dynamics, "
+                             f"got {type(d).__name__}")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown GenieConfig fields {sorted(unknown)}")
-        return cls(tokenizer=from_dict(TokenizerConfig, d["tokenizer"]),
-                   action=from_dict(LatentActionConfig, d["action"]),
-                   dynamics=from_dict(DynamicsConfig, d["dynamics"]),
-                   action_labels=tuple(d.get("action_labels", ())), arrow_keys=dict(d.get("arrow_keys", {})),
-                   frame_skip=d.get("frame_skip", 1))
+        parts = {"tokenizer": TokenizerConfig, "action": LatentActionConfig, "dynamics": DynamicsConfig}
+        for name in parts:
+            if not isinstance(d.get(name), dict):
+                raise ValueError(f"GenieConfig needs a {name!r} mapping of {parts[name].__name__} fields, "
+                                 f"got {d.get(name)!r}")
+        return cls(**{name: from_dict(kind, d[name]) for name, kind in parts.items()},
+                   **{k: _tuplify(v) for k, v in d.items() if k not in parts})
 
 
 def from_dict(cls: type, d: dict[str, Any]):
     """Build config `cls` from a JSON-style dict (lists become tuples; unknown keys are an error)."""
     names = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a mapping of {cls.__name__} fields, got {type(d).__name__}")
     unknown = set(d) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(names)}")

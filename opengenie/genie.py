@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from opengenie.config import GenieConfig
@@ -32,6 +33,62 @@ from opengenie.nn.checks import check_ids, check_video
 from opengenie.tokenizer import VideoTokenizer
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+_REDO = "export the world again (`opengenie export`) or copy it anew"
+
+
+class WorldFileError(ValueError):
+    """A saved world's config.json or model.safetensors cannot be loaded; the message names the
+    file, what is wrong with it and what to do."""
+
+
+def read_config(path: str | Path) -> GenieConfig:
+    """The `GenieConfig` in a world folder's config.json; WorldFileError if it is not a valid one."""
+    file = Path(path) / CONFIG_FILE
+    try:
+        d = json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise WorldFileError(f"{file} is not valid JSON ({err}); {_REDO}") from None
+    try:
+        return GenieConfig.from_dict(d)
+    except (ValueError, TypeError) as err:
+        raise WorldFileError(f"{file}: {err}; fix that field or {_REDO}") from None
+
+
+def read_weights(path: str | Path, expected: dict[str, torch.Tensor], device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a world folder's model.safetensors, checked against `expected` (the model's
+    state dict): same names, same shapes, every value finite. WorldFileError names what differs."""
+    file = Path(path) / WEIGHTS_FILE
+    try:
+        with safe_open(str(file), framework="pt", device=str(device)) as f:
+            names = set(f.keys())
+            missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected))
+            if missing or unexpected:
+                raise WorldFileError(
+                    f"{file} does not fit its config.json: " + "; ".join(
+                        part for part in (_names("missing", missing), _names("unexpected", unexpected)) if part)
+                    + f"; {_REDO}")
+            state = {}
+            for name in sorted(names):
+                shape, want = tuple(f.get_slice(name).get_shape()), tuple(expected[name].shape)
+                if shape != want:
+                    raise WorldFileError(f"{file}: tensor {name} has shape {shape} but config.json needs {want}; "
+                                         f"{_REDO}")
+                tensor = f.get_tensor(name)
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    bad = "NaN" if torch.isnan(tensor).any() else "inf"
+                    raise WorldFileError(f"{file}: tensor {name} holds {bad} values, so every frame would be "
+                                         f"broken; the training run diverged: {_REDO} from an earlier checkpoint")
+                state[name] = tensor.to(expected[name].dtype)
+    except SafetensorError as err:
+        raise WorldFileError(f"{file} is not a safetensors file, or is truncated ({err}); {_REDO}") from None
+    return state
+
+
+def _names(what: str, names: list[str]) -> str:
+    if not names:
+        return ""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{len(names)} {what} tensor{'s' if len(names) > 1 else ''} ({shown})"
 
 
 @dataclass
@@ -82,16 +139,19 @@ class Genie(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "Genie":
-        """Load a world saved by `save_pretrained` / `opengenie export`. No pickle is involved."""
+        """Load a world saved by `save_pretrained` / `opengenie export`. No pickle is involved.
+
+        Raises FileNotFoundError when a file is missing and `WorldFileError` (a ValueError) when
+        config.json or model.safetensors is damaged: invalid JSON, a field out of range (checked
+        before any weight is allocated), a truncated file, tensors that do not fit the config,
+        NaN or inf weights."""
         path = Path(path)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a saved world: {name} is missing "
                                         f"(write one with Genie.save_pretrained or `opengenie export`)")
-        model = cls(GenieConfig.from_dict(json.loads((path / CONFIG_FILE).read_text())))
-        state = load_file(str(path / WEIGHTS_FILE), device=str(device))
-        own = model.state_dict()
-        model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()})
+        model = cls(read_config(path))
+        model.load_state_dict(read_weights(path, model.state_dict(), device=str(device)))
         return model.to(device).eval()
 
     # --- the engine ----------------------------------------------------------------------
