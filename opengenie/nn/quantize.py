@@ -60,8 +60,12 @@ class VectorQuantizer(nn.Module):
     through a noisy continuous bottleneck has already sorted its inputs when the codes are
     placed. In eval mode during the warm-up the ids come from the not yet initialised codebook.
     Steps are training forward passes (micro-batches under gradient accumulation). The step count
-    is checkpointed, the remembered encodings are not: a run resumed during the warm-up places
-    the codes from the encodings seen after the resume.
+    is in the state dict; the remembered encodings and the count of restarted codes are not (they
+    mean nothing to a trained model), but `training_state` returns them for a training checkpoint,
+    so that a run resumed during the warm-up places the same codes as the uninterrupted one.
+
+    Random draws (warm-up noise, k-means seeding, restarts) come from torch's global generator:
+    the training loop runs every step on a generator state saved in its checkpoints.
     """
 
     def __init__(self, codebook_size: int, code_dim: int, *, commitment_weight: float = 0.25,
@@ -82,6 +86,20 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("memory", torch.zeros(warmup_memory, code_dim), persistent=False)
             self.register_buffer("memory_size", torch.zeros((), dtype=torch.long), persistent=False)
         self._warm: bool | None = None
+        self.restarted_codes = 0  # codes re-seeded by dead-code restart so far (see training_state)
+
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """What a resumed training run needs beyond the state dict (tensors only)."""
+        state = {"restarted_codes": torch.tensor(self.restarted_codes)}
+        if self.warmup_steps > 0:
+            state.update(memory=self.memory.detach().cpu().clone(), memory_size=self.memory_size.detach().cpu().clone())
+        return state
+
+    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.restarted_codes = int(state["restarted_codes"])
+        if self.warmup_steps > 0 and "memory" in state and state["memory"].shape == self.memory.shape:
+            self.memory.copy_(state["memory"])
+            self.memory_size.copy_(state["memory_size"])
 
     def straight_through_onehot(self, codes: torch.Tensor, ids: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
         """One-hots of `ids` (...,) whose gradient is that of a softmax over the similarity of
@@ -194,6 +212,7 @@ class VectorQuantizer(nn.Module):
             dist.broadcast(seeds, src=0)  # the same revived codes on every rank
         self.codebook.data[dead] = seeds.to(self.codebook.dtype)
         self.idle_steps[dead] = 0
+        self.restarted_codes += dead.numel()
 
 
 def _nearest(flat: torch.Tensor, book: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,15 @@
 A stage (see `modules.py`) supplies `compute_loss` and `trained_modules`; the loop, the
 optimisers and schedules, gradient clipping, logging, the finite-loss check that names the
 step, and the random state that makes a resumed run repeat the uninterrupted one live here.
+
+Exact resumption: every random draw of a training step (MaskGIT masks, dead-code restarts,
+k-means, warm-up noise, LFQ's sampled positions, the GAN's frames, dropout) comes from the
+torch generators, and a training step runs on a stream of its own — the generators' state is
+swapped in before the step and out after it — which travels in every checkpoint
+(`checkpoint["rng"]["train"]`). Nothing else a run does draws from that stream: validation
+(whose DataLoader takes a seed from the global generator each time it starts its workers),
+image logging, FLOP counting, Lightning itself. So a run resumed at any step takes exactly the
+draws of the uninterrupted one. The quantizers' warm-up memory travels too (`quantizers`).
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ class GenieStage(L.LightningModule):
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"model.betas must be two numbers in [0, 1), got {betas}")
         self._resume_rng: dict | None = None
+        self._stream: dict | None = None  # the training steps' generator states (see the module doc)
 
     # --- what a stage supplies -----------------------------------------------------------
 
@@ -83,6 +93,23 @@ class GenieStage(L.LightningModule):
         return out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        with self._training_stream():
+            return self._training_step(batch)
+
+    @contextmanager
+    def _training_stream(self) -> Iterator[None]:
+        """Run the body on the training steps' own random stream (saved in checkpoints)."""
+        outside = torch_rng_state(self.device)
+        if self._stream is None:  # the first step of a fresh run starts from the seeded generators
+            self._stream = outside
+        set_torch_rng_state(self._stream, self.device)
+        try:
+            yield
+        finally:
+            self._stream = torch_rng_state(self.device)
+            set_torch_rng_state(outside, self.device)
+
+    def _training_step(self, batch: dict) -> torch.Tensor | None:
         if self.automatic_optimization:
             out = self._loss(batch)
             self._log(out, "train", batch)
@@ -169,7 +196,9 @@ class GenieStage(L.LightningModule):
     # --- exact resumption: the random streams travel with the checkpoint -----------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng"] = rng_state()
+        checkpoint["rng"] = {**rng_state(), "train": self._stream or torch_rng_state(self.device)}
+        checkpoint["quantizers"] = {name: m.training_state() for name, m in self.named_modules()
+                                    if hasattr(m, "training_state")}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Weights of another model config can load without complaint (action conditioning,
@@ -180,12 +209,18 @@ class GenieStage(L.LightningModule):
             raise ValueError(f"the checkpoint was trained with another model config ({changed}); "
                              "resume with the config it was trained with")
         self._resume_rng = checkpoint.get("rng")
+        modules = dict(self.named_modules())
+        for name, state in checkpoint.get("quantizers", {}).items():
+            if name in modules:
+                modules[name].load_training_state(state)
 
     def on_train_start(self) -> None:
         # Restored here, the last moment before the first step, so that nothing between
         # loading and training (sanity validation, worker start-up) shifts the streams.
         if self._resume_rng is not None:
             set_rng_state(self._resume_rng)
+            # A checkpoint written before the training stream had its own entry: its global state.
+            self._stream = self._resume_rng.get("train") or torch_rng_state(self.device)
             self._resume_rng = None
 
 
@@ -198,6 +233,20 @@ def rng_state() -> dict:
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def torch_rng_state(device: torch.device) -> dict:
+    """The torch generators a step on `device` draws from: the CPU's, and the GPU's if it runs on one."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_torch_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def set_rng_state(state: dict) -> None:

@@ -38,6 +38,11 @@ def _psnr(mse: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(4.0 / mse.clamp(min=1e-10))
 
 
+def _count(n: int) -> torch.Tensor:
+    """A host count as a loggable scalar (codes re-seeded by dead-code restart, cumulative)."""
+    return torch.tensor(float(n))
+
+
 class TokenizerModule(GenieStage):
     """Stage 1: train the video tokenizer on clips `{"video": (B, 3, T, H, W) in [-1, 1]}`.
 
@@ -70,6 +75,8 @@ class TokenizerModule(GenieStage):
             logs["perceptual"] = parts.perceptual
         if self.tokenizer.discriminator is not None:
             logs["gan"] = parts.gan
+        if self.training and hasattr(self.tokenizer.quantizer, "restarted_codes"):
+            logs["codebook/restarted"] = _count(self.tokenizer.quantizer.restarted_codes)
         return StepLoss(loss, logs)
 
     def trained_modules(self) -> list[nn.Module]:
@@ -83,8 +90,15 @@ class TokenizerModule(GenieStage):
 
     def tokens_per_clip(self, batch: dict) -> int:
         if self._tokens_per_clip is None:
-            with torch.no_grad():
-                self._tokens_per_clip = self.tokenizer.tokenize(batch["video"][:1])[1].numel()
+            # In eval mode: a training-mode pass would count as a codebook step (dead-code
+            # counters, restarts drawn from the random stream) that a resumed run repeats.
+            was = self.tokenizer.training
+            self.tokenizer.eval()
+            try:
+                with torch.no_grad():
+                    self._tokens_per_clip = self.tokenizer.tokenize(batch["video"][:1])[1].numel()
+            finally:
+                self.tokenizer.train(was)
         return self._tokens_per_clip
 
     @torch.no_grad()
@@ -193,6 +207,8 @@ class DynamicsModule(GenieStage):
                 "dynamics/mask_rate": dyn.mask_rate, "action/loss": lam.loss, "action/recon": lam.parts.recon,
                 "action/psnr": _psnr(lam.parts.recon.detach()), "action/quant": lam.parts.quant,
                 "action/perplexity": lam.parts.perplexity, "action/usage": lam.parts.usage}
+        if self.training:
+            logs["action/restarted"] = _count(self.action_model.quantizer.restarted_codes)
         if not self.training and "actions" in batch:
             # actions[:, t] is the action taken after frame t, as latent action t is. NMI is
             # pooled over the whole validation set at the epoch's end: on one small batch it is
