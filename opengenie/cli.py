@@ -6,32 +6,74 @@ Each sub-command is a thin wrapper: it turns flags into arguments of a library f
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
+
+MAX_ROLLOUT = 10_000  # actions of one `generate` rollout: its frames are held in memory to write the video
+_INT = re.compile(r"[+-]?\d{1,18}")  # what a count or an id looks like; longer runs of digits are typos
 
 
 def _bounded(kind: type, low: float, high: float | None = None):
-    """An argparse type: `kind` values in [low, high], with a message naming the bounds."""
+    """An argparse type: finite `kind` values in [low, high], with a message naming the bounds."""
     def parse(text: str):
+        if kind is int and not _INT.fullmatch(text.strip()):
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text[:40]!r}")
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bounds = f">= {low}" if high is None else f"in {low}..{high}"
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text[:40]!r}") from None
+        bounds = f">= {low}" if high is None else f"in {low}..{high}"
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a finite number {bounds}, got {text}" if kind is float
+                                             else f"must be {bounds}, got {text}")
         return value
     return parse
 
 
+def _origin(text: str) -> str:
+    """An argparse type: a web origin, scheme://host[:port] without a path."""
+    if not re.fullmatch(r"https?://[^/\s]+", text.strip().rstrip("/")):
+        raise argparse.ArgumentTypeError(f"expected an origin such as https://example.org, got {text!r}")
+    return text
+
+
+def _action_ids(text: str) -> list[int]:
+    """An argparse type: comma-separated latent action ids (their range is checked against the world)."""
+    parts = [a.strip() for a in text.split(",")]
+    if not any(parts):
+        raise argparse.ArgumentTypeError("expected comma-separated action ids such as 0,3,3,1, got none")
+    bad = [a for a in parts if not re.fullmatch(r"[+-]?\d{1,9}", a)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer action ids, got {bad[0][:20]!r}"
+                                         + (" (empty between commas)" if bad[0] == "" else ""))
+    if len(parts) > MAX_ROLLOUT:
+        raise argparse.ArgumentTypeError(f"at most {MAX_ROLLOUT} actions per rollout, got {len(parts)}")
+    return [int(a) for a in parts]
+
+
 _POSITIVE = _bounded(int, 1)
-_TEMPERATURE = _bounded(float, 0.0)
+_NONNEGATIVE = _bounded(int, 0)
+_THREADS = _bounded(int, 1, 1024)
+_TEMPERATURE = _bounded(float, 0.0, 100.0)
+_STEPS = _bounded(int, 1, 10_000)
+_SEED = _bounded(int, 0, 2**32 - 1)
+
+
+def _has_episodes(data: str) -> None:
+    """Refuse an episode folder that is missing or holds no episodes, before a model is loaded."""
+    from opengenie.data import episode_paths
+
+    if not episode_paths(data):
+        raise ValueError(f"no episodes in {data}; make some with `opengenie data coinrun --out {data} ...` "
+                         "or `opengenie data videos`")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train a tiny tokenizer on CoinRun; write held-out reconstructions")
     p.add_argument("--out", default="out/demo", help="output folder")
-    p.add_argument("--steps", type=int, default=300, help="training steps of the tiny tokenizer")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=_POSITIVE, default=300, help="training steps of the tiny tokenizer")
+    p.add_argument("--seed", type=_SEED, default=0)
 
     def run(args: argparse.Namespace) -> None:
         from opengenie.demo import run_demo
@@ -76,31 +118,32 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
     c = verbs.add_parser("coinrun", help="play procgen CoinRun levels with a policy; one episode per level")
     c.add_argument("--out", required=True, help="output folder of level_NNNNNN.npz files and manifest.json")
-    c.add_argument("--levels", type=int, required=True, help="number of level seeds (paper: 10,000)")
-    c.add_argument("--steps-per-level", type=int, required=True, help="frames per level (paper: 1,000)")
-    c.add_argument("--start-level", type=int, default=0, help="first level seed")
-    c.add_argument("--workers", type=int, default=1, help="processes playing levels in parallel")
+    c.add_argument("--levels", type=_POSITIVE, required=True, help="number of level seeds (paper: 10,000)")
+    c.add_argument("--steps-per-level", type=_POSITIVE, required=True, help="frames per level (paper: 1,000)")
+    c.add_argument("--start-level", type=_NONNEGATIVE, default=0, help="first level seed")
+    c.add_argument("--workers", type=_bounded(int, 1, 256), default=1, help="processes playing levels in parallel")
     c.add_argument("--difficulty", default="hard", choices=["easy", "hard"], help="procgen distribution mode")
     c.add_argument("--policy", default="random", choices=["random", "explore"],
                    help="random: the paper's uniform random actions; explore: keys held for 2-12 steps, "
                         "right-biased, so the agent walks and jumps into the level")
-    c.add_argument("--seed", type=int, default=0, help="seed of the policy")
+    c.add_argument("--seed", type=_SEED, default=0, help="seed of the policy")
     c.add_argument("--compress", action="store_true", help="zip-compress episodes (~16x smaller, slower clips)")
 
     v = verbs.add_parser("videos", help="turn video files (anything FFmpeg reads) into episodes")
     v.add_argument("--src", nargs="+", required=True, help="video files or folders (searched recursively)")
     v.add_argument("--out", required=True, help="output folder of episodes and manifest.json")
-    v.add_argument("--size", type=int, default=64, help="side of the square output frames (centre crop)")
-    v.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: keep)")
-    v.add_argument("--chunk-frames", type=int, default=1000, help="split videos into episodes of this many frames")
+    v.add_argument("--size", type=_bounded(int, 1, 4096), default=64, help="side of the square output frames (centre crop)")
+    v.add_argument("--fps", type=_bounded(float, 0.01, 1000), default=None,
+                   help="resample to this frame rate (default: keep)")
+    v.add_argument("--chunk-frames", type=_POSITIVE, default=1000, help="split videos into episodes of this many frames")
     v.add_argument("--compress", action="store_true", help="zip-compress episodes")
 
     s = verbs.add_parser("shards", help="pack an episode folder into WebDataset tar shards")
     s.add_argument("--src", required=True, help="episode folder")
     s.add_argument("--out", required=True, help="output folder of shard-NNNNNN.tar and shards.json")
-    s.add_argument("--chunk-frames", type=int, default=None, help="cut episodes into chunks of this many frames")
+    s.add_argument("--chunk-frames", type=_POSITIVE, default=None, help="cut episodes into chunks of this many frames")
     s.add_argument("--split", default=None, choices=["train", "val", "test"], help="only this split of the manifest")
-    s.add_argument("--max-shard-mb", type=float, default=1000, help="close a shard past this size")
+    s.add_argument("--max-shard-mb", type=_bounded(float, 0.01), default=1000, help="close a shard past this size")
 
     def run(args: argparse.Namespace) -> None:
         import json
@@ -150,17 +193,19 @@ def _add_tokenize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tokenize", help="cache a trained tokenizer's ids beside the episodes (faster stage 2)")
     p.add_argument("--model", required=True, help="the tokenizer: a stage-1 checkpoint (.ckpt) or an exported world dir")
     p.add_argument("--data", required=True, help="episode folder; ids go to DATA/tokens/<episode>.npy")
-    p.add_argument("--seq-len", type=int, default=None, help="frames per clip, as data.seq_len of stage 2 "
-                                                            "(default: the tokenizer's max_frames)")
-    p.add_argument("--frame-skip", type=int, default=1, help="as data.frame_skip of stage 2")
-    p.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: one clip, no overlap)")
-    p.add_argument("--batch-size", type=int, default=16, help="clips encoded at once")
+    p.add_argument("--seq-len", type=_POSITIVE, default=None, help="frames per clip, as data.seq_len of stage 2 "
+                                                                  "(default: the tokenizer's max_frames)")
+    p.add_argument("--frame-skip", type=_POSITIVE, default=1, help="as data.frame_skip of stage 2")
+    p.add_argument("--stride", type=_POSITIVE, default=None,
+                   help="frames between clip starts (default: one clip, no overlap)")
+    p.add_argument("--batch-size", type=_POSITIVE, default=16, help="clips encoded at once")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
 
     def run(args: argparse.Namespace) -> None:
         from opengenie.training.checkpoints import load_tokenizer
         from opengenie.training.tokens import tokenize_episodes
 
+        _has_episodes(args.data)
         index = tokenize_episodes(load_tokenizer(args.model), args.data, seq_len=args.seq_len,
                                   frame_skip=args.frame_skip, stride=args.stride, batch_size=args.batch_size,
                                   device=args.device)
@@ -197,6 +242,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _label(model, data, split: str, prompts: int, steps: int) -> dict:
     from opengenie.evaluation.labels import label_world
 
+    _has_episodes(data)
     return label_world(model, data, None if split == "all" else split, prompts, steps)
 
 
@@ -226,17 +272,19 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="manifest split to evaluate on (all: every episode)")
     p.add_argument("--num-clips", type=_POSITIVE, default=256, help="clips to evaluate (drawn with --seed)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (FVD needs >= 9; 16 by convention)")
-    p.add_argument("--seed", type=int, default=0, help="seed of clip choice, MaskGIT draws and random actions")
-    p.add_argument("--batch-size", type=int, default=16, help="clips (and held-action rollouts) per batch")
-    p.add_argument("--prompts", type=int, default=16, help="held-out prompt frames of the playability report")
-    p.add_argument("--hold-steps", type=int, default=12, help="steps each action is held in the playability report")
+    p.add_argument("--frames", type=_bounded(int, 2, 4096), default=16,
+                   help="frames per clip (FVD needs >= 9; 16 by convention)")
+    p.add_argument("--seed", type=_SEED, default=0, help="seed of clip choice, MaskGIT draws and random actions")
+    p.add_argument("--batch-size", type=_POSITIVE, default=16, help="clips (and held-action rollouts) per batch")
+    p.add_argument("--prompts", type=_POSITIVE, default=16, help="held-out prompt frames of the playability report")
+    p.add_argument("--hold-steps", type=_bounded(int, 1, 1000), default=12,
+                   help="steps each action is held in the playability report")
     p.add_argument("--fvd-precision", default="bf16", choices=["bf16", "fp32"],
                    help="I3D under bf16 autocast (default: 2x faster, FVD within 0.4%%) or in fp32")
     p.add_argument("--out", default="out/eval", help="output folder of metrics.json, report.md and PNGs")
     p.add_argument("--skip", default="", help="comma-separated metrics to leave out: fvd, lpips")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_THREADS, default=None,
                    help="CPU threads of torch (default: torch's choice; 1 is fastest on a busy machine)")
 
     def run(args: argparse.Namespace) -> None:
@@ -262,17 +310,19 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="a saved world (folder with config.json + model.safetensors)")
     p.add_argument("--prompt", nargs="+", required=True, help="prompt image(s), any size (resized); several = context")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--actions", default=None, help="comma-separated latent action ids, e.g. 0,3,3,1")
-    how.add_argument("--random", type=int, default=None, metavar="N", help="N random actions (default: 16)")
+    how.add_argument("--actions", type=_action_ids, default=None, help="comma-separated latent action ids, e.g. 0,3,3,1")
+    how.add_argument("--random", type=_bounded(int, 1, MAX_ROLLOUT), default=None, metavar="N",
+                     help="N random actions (default: 16)")
     how.add_argument("--grid", action="store_true", help="every action from the same prompt, one row each (PNG)")
-    p.add_argument("--frames-per-action", type=int, default=6, help="with --grid: frames each action is held")
+    p.add_argument("--frames-per-action", type=_bounded(int, 1, 1000), default=6,
+                   help="with --grid: frames each action is held")
     p.add_argument("--out", required=True, help="rollout.gif | rollout.mp4 | grid.png (with --grid)")
-    p.add_argument("--steps", type=_POSITIVE, default=None, help="MaskGIT steps per frame (default: the model's)")
+    p.add_argument("--steps", type=_STEPS, default=None, help="MaskGIT steps per frame (default: the model's)")
     p.add_argument("--temperature", type=_TEMPERATURE, default=None,
                    help="sampling temperature, 0 = most likely tokens (default: the model's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of --random")
-    p.add_argument("--fps", type=_bounded(float, 0.1), default=8, help="frames per second of the GIF/MP4")
-    p.add_argument("--scale", type=_POSITIVE, default=None,
+    p.add_argument("--seed", type=_SEED, default=0, help="seed of the sampler and of --random")
+    p.add_argument("--fps", type=_bounded(float, 0.1, 240), default=8, help="frames per second of the GIF/MP4")
+    p.add_argument("--scale", type=_bounded(int, 1, 64), default=None,
                    help="nearest-neighbour upscaling (default 4; 2 for --grid)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--bf16", action="store_true",
@@ -286,7 +336,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         from opengenie.genie import Genie
 
         out = Path(args.out)
-        if args.grid != (out.suffix.lower() == ".png"):
+        if args.grid != (out.suffix.lower() == ".png") or out.suffix.lower() not in (".png", ".gif", ".mp4"):
             raise ValueError(f"--out {out}: write the --grid as .png and rollouts as .gif or .mp4")
         world = Genie.from_pretrained(args.model, device=args.device)
         prompt = args.prompt if len(args.prompt) > 1 else args.prompt[0]
@@ -296,7 +346,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     def _generate(args: argparse.Namespace, world, prompt, out) -> None:
         import numpy as np
 
-        from opengenie.play.render import action_grid, rollout_frames, write_video
+        from opengenie.play.render import action_grid, write_video
 
         if args.grid:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -305,18 +355,34 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
             print(f"wrote {out}: {world.num_actions} actions x {args.frames_per_action} frames")
             return
         if args.actions is not None:
-            try:
-                actions = [int(a) for a in args.actions.split(",") if a.strip()]
-            except ValueError:
-                raise ValueError(f"--actions expects comma-separated integers, got {args.actions!r}") from None
+            actions = args.actions
+            bad = [a for a in actions if not 0 <= a < world.num_actions]
+            if bad:
+                raise ValueError(f"--actions: this world's actions are 0..{world.num_actions - 1}, got {bad[0]}")
         else:
             n = 16 if args.random is None else args.random
             actions = np.random.default_rng(args.seed).integers(world.num_actions, size=n).tolist()
-        frames = rollout_frames(world, prompt, actions, args.steps, args.temperature, args.seed)
+        frames = _rollout(world, prompt, actions, args.steps, args.temperature, args.seed)
         write_video(frames, out, fps=args.fps, scale=args.scale or 4)
         print(f"wrote {out}: {len(frames)} frames (actions {','.join(map(str, actions))})")
 
     p.set_defaults(func=run)
+
+
+def _rollout(world, prompt, actions: list[int], steps, temperature, seed):
+    """Play `actions` from `prompt` → frames (T0 + n, H, W, 3) uint8, with a progress bar on
+    stderr for long rollouts (as `opengenie.play.render.rollout_frames`, frame by frame)."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from opengenie.images import load_frames, to_frames, to_video
+
+    state, recon = world.start(to_video(load_frames(prompt, world.image_size)), seed)
+    frames = [to_frames(recon[0])]
+    for a in tqdm(actions, desc="frames", unit="frame", disable=len(actions) < 32, file=sys.stderr):
+        frames.append(to_frames(world.advance(state, torch.tensor([a]), steps, temperature)[0]))
+    return np.concatenate(frames)
 
 
 def _add_play(sub: argparse._SubParsersAction) -> None:
@@ -326,16 +392,17 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 lets other machines play (no authentication)")
     p.add_argument("--data", default=None, help="episode folder (opengenie data coinrun) to offer starting frames")
     p.add_argument("--prompt", default=None, help="image every session starts from (default: first --data frame)")
-    p.add_argument("--steps", type=_POSITIVE, default=None, help="MaskGIT steps per frame (default: the model's)")
+    p.add_argument("--steps", type=_STEPS, default=None, help="MaskGIT steps per frame (default: the model's)")
     p.add_argument("--temperature", type=_TEMPERATURE, default=None,
                    help="sampling temperature, 0 = most likely tokens (default: the model's)")
-    p.add_argument("--max-sessions", type=_POSITIVE, default=16, help="tabs playing at once")
-    p.add_argument("--idle-timeout", type=float, default=600, help="seconds before an idle tab's session is freed")
+    p.add_argument("--max-sessions", type=_bounded(int, 1, 1024), default=16, help="tabs playing at once")
+    p.add_argument("--idle-timeout", type=_bounded(float, 1, 10**7), default=600,
+                   help="seconds before an idle tab's session is freed")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (fewer can be faster on a busy CPU)")
+    p.add_argument("--threads", type=_THREADS, default=None, help="torch CPU threads (fewer can be faster on a busy CPU)")
     p.add_argument("--bf16", action="store_true",
                    help="run the world under bfloat16 autocast (about 2x faster for CoinRun-size worlds)")
-    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+    p.add_argument("--allow-origin", type=_origin, action="append", default=[], metavar="ORIGIN",
                    help="a web origin (https://example.org) besides the page's own whose pages may play; repeatable")
 
     def run(args: argparse.Namespace) -> None:

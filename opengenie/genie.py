@@ -84,6 +84,15 @@ def read_weights(path: str | Path, expected: dict[str, torch.Tensor], device: st
     return state
 
 
+def check_sampling(steps: int | None, temperature: float | None) -> None:
+    """Refuse MaskGIT settings no step can run with (None means the model's own)."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
+                              or not 1 <= steps <= 10_000):
+        raise ValueError(f"steps (MaskGIT steps per frame) must be an integer in 1..10000, got {steps!r}")
+    if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= 100):
+        raise ValueError(f"temperature must be a number in 0..100 (0: the most likely tokens), got {temperature!r}")
+
+
 def _names(what: str, names: list[str]) -> str:
     if not names:
         return ""
@@ -189,6 +198,7 @@ class Genie(nn.Module):
                 temperature: float | None = None) -> torch.Tensor:
         """Generate one frame per batch row after `action` (B,) int64 → frame video (B, C, 1, H, W)."""
         check_ids(action, self.num_actions, "action", "(B,)")
+        check_sampling(steps, temperature)
         window = self.config.dynamics.max_frames - 1
         actions = torch.cat([state.actions, action.to(state.actions)[:, None]], dim=1)  # (B, T)
         context, context_actions = state.tokens[:, -window:], actions[:, -window:]
@@ -219,7 +229,7 @@ class Genie(nn.Module):
         """Take latent action `action` in [0, num_actions) → the next frame (H, W, 3) uint8."""
         if self.state is None:
             raise RuntimeError("call reset(prompt) before step(action)")
-        if not isinstance(action, (int, np.integer)) or not 0 <= int(action) < self.num_actions:
+        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 0 <= int(action) < self.num_actions:
             raise ValueError(f"action must be an integer in 0..{self.num_actions - 1}, got {action!r}")
         frame = to_frames(self.advance(self.state, torch.tensor([int(action)]))[0])[0]
         self.state.frames.append(frame)

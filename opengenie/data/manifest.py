@@ -89,9 +89,14 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
     path = Path(root) / MANIFEST
     if not path.exists():
         return None
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != "opengenie-episodes":
-        raise ValueError(f"{path}: expected an opengenie episode manifest, got format {manifest.get('format')!r}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); remake the folder with "
+                         "`opengenie data coinrun|videos`, or delete the file to use every .npz in it") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "opengenie-episodes":
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ValueError(f"{path}: expected an opengenie episode manifest, got format {found!r}")
     return manifest
 
 

@@ -12,6 +12,7 @@ Needs the `video` extra: `pip install opengenie[video]` (PyAV).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from pathlib import Path
@@ -159,6 +160,12 @@ def convert_videos(
 
     if size < 1 or (chunk_frames is not None and chunk_frames < 1):
         raise ValueError(f"expected size >= 1 and chunk_frames >= 1 or None, got {size} and {chunk_frames}")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):  # else every video would be skipped
+        raise ValueError(f"expected fps > 0 or None (keep the videos' rate), got {fps}")
+    videos = find_videos(src)
+    if not videos:
+        raise ValueError(f"no video files in {src if isinstance(src, (str, os.PathLike)) else ', '.join(map(str, src))} "
+                         f"(looked for {', '.join(VIDEO_EXTENSIONS)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"size": size, "fps": fps, "chunk_frames": chunk_frames, "compress": compress,
@@ -167,7 +174,6 @@ def convert_videos(
     for stale in out.glob(".*.partial"):  # left by an interrupted run; never complete
         stale.unlink(missing_ok=True)
 
-    videos = find_videos(src)
     skipped: list[dict] = []
     sources: dict[str, str] = {}
     bar = tqdm(videos, unit="video", desc="videos", disable=not progress)

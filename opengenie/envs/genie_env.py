@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from opengenie.genie import Genie, Rollout
+from opengenie.genie import Genie, Rollout, check_sampling
 from opengenie.images import ImageLike, load_frames, to_frames, to_video
 
 
@@ -38,8 +38,9 @@ class GenieEnv(gym.Env):
                  temperature: float | None = None, device: str = "cpu"):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
-        if max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+            raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+        check_sampling(steps, temperature)
         self.world = model if isinstance(model, Genie) else Genie.from_pretrained(model, device=device)
         self.render_mode, self.max_steps = render_mode, max_steps
         self.steps, self.temperature = steps, temperature
@@ -74,7 +75,7 @@ class GenieEnv(gym.Env):
         """Take latent action `action` in [0, num_actions) → (frame, 0.0, False, truncated, info)."""
         if self._state is None:
             raise RuntimeError("call reset() before step()")
-        if not self.action_space.contains(action):
+        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
             raise ValueError(f"action must be an integer in 0..{self.action_space.n - 1}, got {action!r}")
         video = self.world.advance(self._state, torch.tensor([int(action)]), self.steps, self.temperature)
         self._frame, self._t = to_frames(video[0])[0], self._t + 1

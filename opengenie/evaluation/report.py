@@ -56,6 +56,23 @@ def _check_weights(skip: tuple[str, ...]) -> None:
                                         f"or leave it out with --skip {metric}") from None
 
 
+def _check_actions(paths: list[Path], num_actions: int | None) -> None:
+    """Refuse recorded actions outside 0..num_actions-1 (the manifest's action count) before any
+    work: NMI against them would be computed over a wrong alphabet, or fail after every clip ran."""
+    from opengenie.data.episodes import EpisodeFile
+
+    for path in paths:
+        ep = EpisodeFile(path)
+        if not ep.has("actions") or not len(ep):
+            continue
+        actions = ep.read("actions")
+        low, high = int(actions.min()), int(actions.max())
+        if low < 0 or (num_actions is not None and high >= num_actions):
+            allowed = f"0..{num_actions - 1}" if num_actions is not None else "ids >= 0"
+            raise ValueError(f"{path} records actions in {low}..{high}, but its manifest allows {allowed}; "
+                             "remake the episodes, or fix settings.num_actions in manifest.json")
+
+
 def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed: int, image_size,
                 frame_skip: int = 1):
     from opengenie.data import EpisodeClipDataset, episode_paths, read_manifest
@@ -152,6 +169,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
 
     manifest = read_manifest(data)
     coinrun = manifest is not None and manifest.get("source") == "coinrun"
+    _check_actions(ds.paths, manifest.get("settings", {}).get("num_actions") if manifest else None)
     check_clips(clips, skip)  # settings no metric can run at are named before missing weights are
     _check_weights(skip)
     started = time.perf_counter()

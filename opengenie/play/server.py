@@ -67,6 +67,26 @@ def decode_upload(data: bytes, size: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"not a PNG, JPEG or WebP image the server can read ({err})") from None
 
 
+MAX_MESSAGE_DIGITS = 18  # no id or index of the protocol is longer; Python refuses over 4300
+
+
+def _message_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_MESSAGE_DIGITS:
+        raise ValueError(f"a number of {len(text)} digits is no action or sample index; "
+                         f"numbers in messages have at most {MAX_MESSAGE_DIGITS} digits")
+    return int(text)
+
+
+def parse_message(text: str) -> object:
+    """A client's JSON text → the decoded value; ValueError with a short reason otherwise."""
+    try:
+        return json.loads(text, parse_int=_message_int)
+    except json.JSONDecodeError:
+        raise ValueError(f"expected a JSON message, got {text[:80]!r}") from None
+    except RecursionError:  # json recurses once per nesting level
+        raise ValueError('the message is nested too deeply; send {"type": "action", "action": N}') from None
+
+
 def same_origin(origin: str, host: str, allowed: tuple[str, ...] = ()) -> bool:
     """Whether a websocket's Origin header is the serving page's own (its host:port is the
     request's Host) or one of `allowed` (compared without a trailing slash, case-insensitively)."""
@@ -86,6 +106,15 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
     `bf16`: run the world under bfloat16 autocast (faster, slightly different samples).
     `allowed_origins`: web origins besides the page's own ("https://example.org") whose pages
     may open a play session; any other page a browser has open is refused."""
+    if not (isinstance(idle_timeout, (int, float)) and idle_timeout > 0 and idle_timeout == idle_timeout):
+        # 0 or less would close every session at once and spin the idle sweep without pause
+        raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout}")
+    if not (isinstance(max_sessions, int) and max_sessions >= 1):
+        raise ValueError(f"max_sessions must be an integer >= 1, got {max_sessions}")
+    if temperature is not None and not 0 <= temperature <= 100:  # NaN fails both comparisons
+        raise ValueError(f"temperature must be in 0..100, got {temperature}")
+    if steps is not None and not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps (MaskGIT steps per frame) must be an integer >= 1, got {steps}")
     size = world.image_size
     samples = sample_frames(data) if data is not None else []
     if prompt is not None:
@@ -175,10 +204,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
         started = time.perf_counter()
         if message.get("text") is None:
             raise ValueError("expected a JSON text message, got binary data (upload images by POST)")
-        try:
-            request = json.loads(message["text"])
-        except json.JSONDecodeError:
-            raise ValueError(f"expected a JSON message, got {message['text'][:80]!r}") from None
+        request = parse_message(message["text"])
         kind = request.get("type") if isinstance(request, dict) else None
         if kind == "action":
             action = request.get("action")
