@@ -213,6 +213,10 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
             frame = await pool.act(session, action)
         elif kind == "reset":
             frame = await pool.start(session)
+        elif kind == "preview":  # every action one step ahead; the session does not move
+            frames = await pool.preview(session)
+            return {"type": "preview", "step": session.steps, "ms": round(1000 * (time.perf_counter() - started), 1),
+                    "images": [png_data_url(f) for f in frames]}
         elif kind == "sample":
             index = request.get("index")
             if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(samples):
@@ -220,7 +224,8 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
                                  if samples else "this server offers no sample frames (start it with --data)")
             frame = await pool.start(session, load_frames(samples[index].frame, size))
         else:
-            raise ValueError(f'expected {{"type": "action" | "reset" | "sample", ...}}, got {str(request)[:80]}')
+            raise ValueError('expected {"type": "action" | "reset" | "sample" | "preview", ...}, '
+                             f'got {str(request)[:80]}')
         return frame_message(session, frame, started)
 
     @app.websocket("/ws")

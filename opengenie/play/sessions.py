@@ -20,6 +20,7 @@ import torch
 
 from opengenie.genie import Genie, Rollout
 from opengenie.images import to_frames, to_video
+from opengenie.play.preview import preview_frames
 
 MAX_KEPT_FRAMES = 2000  # frames a session keeps for its GIF (≈ 25 MB at 64×64); older ones drop
 
@@ -131,6 +132,14 @@ class SessionPool:
         session.steps += 1
         session.touch()
         return frame
+
+    async def preview(self, session: Session) -> np.ndarray:
+        """One step of every action from the session's current frame → (N, H, W, 3) uint8; the
+        session's rollout, frames, step count and random stream stay as they were."""
+        if session.state is None:
+            await self.start(session)
+        session.touch()
+        return await self._run(preview_frames, self.world, session.state, self.steps, self.temperature)
 
     def _advance(self, state: Rollout, action: int) -> np.ndarray:
         video = self.world.advance(state, torch.tensor([action]), self.steps, self.temperature)

@@ -51,7 +51,7 @@ function showFrame(msg) {
 
 function hint() {
   const n = game.info ? game.info.num_actions : 0;
-  return `Keys 1–${Math.min(n, 9)}${n >= 10 ? ", 0" : ""} take actions · arrows as mapped · R resets`;
+  return `Keys 1–${Math.min(n, 9)}${n >= 10 ? ", 0" : ""} take actions · arrows as mapped · P previews · R resets`;
 }
 
 function say(text, isError = false) {
@@ -80,7 +80,12 @@ function connect() {
       hello(msg);
     } else if (msg.type === "frame") {
       showFrame(msg);
+      clearPreview();
       say(hint());
+      game.busy = false;
+      pump();
+    } else if (msg.type === "preview") {
+      showPreview(msg);
       game.busy = false;
       pump();
     } else if (msg.type === "error") {
@@ -145,6 +150,7 @@ function highlight(action) {
 document.addEventListener("keydown", (ev) => {
   if (!game.info || ev.target.tagName === "SELECT" || ev.ctrlKey || ev.metaKey || ev.altKey) return;
   if (ev.key === "r" || ev.key === "R") { reset(); return; }
+  if (ev.key === "p" || ev.key === "P") { preview(); return; }
   const action = actionOfKey(ev.key);
   if (action === null) return;
   ev.preventDefault();  // arrows and space would scroll the page
@@ -211,6 +217,41 @@ function buildKeymap(n, labels, arrows) {
   }
 }
 
+// --- the action preview ------------------------------------------------------------------
+// One step of every action from the current frame, drawn by the server on a copy of the
+// session: nothing is taken, so the step count and the rollout stay where they are.
+
+function preview() {
+  if (!game.info || game.busy) return;
+  if (send({ type: "preview" })) say("Previewing every action…");
+}
+
+function showPreview(msg) {
+  const labels = game.info.action_labels || [];
+  const box = $("previews");
+  box.replaceChildren();
+  box.dataset.step = msg.step;
+  msg.images.forEach((src, i) => {
+    const fig = document.createElement("figure");
+    const img = new Image();
+    img.src = src;
+    img.alt = labels[i] ? `after action ${i}: ${labels[i]}` : `after action ${i}`;
+    const cap = document.createElement("figcaption");
+    cap.textContent = labels[i] ? `${i} · ${labels[i]}` : `action ${i}`;
+    fig.title = `take action ${i}`;
+    fig.append(img, cap);
+    fig.addEventListener("click", () => act(i));
+    box.appendChild(fig);
+  });
+  say(`One step of each action from step ${msg.step} (${msg.ms.toFixed(0)} ms); none was taken: taking one next shows its picture.`);
+}
+
+function clearPreview() {
+  // A preview shows the futures of one frame; once the world moves on it is out of date.
+  const box = $("previews");
+  if (box.children.length) { box.replaceChildren(); delete box.dataset.step; }
+}
+
 function reset() {
   if (!game.ws || game.ws.readyState === WebSocket.CLOSED) { connect(); return; }
   game.queue = [];
@@ -246,6 +287,7 @@ async function loadSamples() {
 }
 
 $("reset").addEventListener("click", (ev) => { reset(); ev.target.blur(); });
+$("preview").addEventListener("click", (ev) => { preview(); ev.target.blur(); });
 $("upload").addEventListener("change", (ev) => {
   if (ev.target.files.length) upload(ev.target.files[0]);
   ev.target.value = "";  // choosing the same file again must fire `change` again
