@@ -9,6 +9,8 @@ training length: only relative distances matter, and the engine drops the oldest
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -22,43 +24,78 @@ class KVCache:
     While `write` is False the layers read the cache and leave it as it is; the engine runs one
     last pass with `write = True` once the frame's tokens are final, which appends them.
     `max_frames` bounds the history: older frames are dropped as new ones arrive.
+
+    Each layer's keys and values live in preallocated buffers (B', heads, capacity, d): a step
+    copies only its own frame into the slot after the held frames and attends to a view of the
+    buffer, so no step concatenates the history. Appending past `max_frames` moves the newest
+    frames to the front only once the spare capacity (another `max_frames`) is used up.
     """
 
     def __init__(self, max_frames: int | None = None) -> None:
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"a cache must hold at least one frame, got max_frames={max_frames}")
         self.max_frames = max_frames
         self.write = False
-        self._kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._buf: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._len: dict[int, int] = {}  # frames held, per layer
+        self._first: dict[int, int] = {}  # buffer index of the oldest held frame, per layer
         self._pos: dict[int, int] = {}  # absolute index of the next frame, per layer
 
     def __len__(self) -> int:
         """Number of frames held (the same for every layer)."""
-        return next(iter(self._kv.values()))[0].shape[2] if self._kv else 0
+        return next(iter(self._len.values())) if self._len else 0
 
     def position(self, layer: nn.Module) -> int:
         """Absolute frame index at which `layer`'s next input starts (for RoPE)."""
         return self._pos.get(id(layer), 0)
 
+    def _room(self, key: int, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The layer's buffers with space for `k`'s frames after the held ones, and the first held index."""
+        held, first, t = self._len.get(key, 0), self._first.get(key, 0), k.shape[2]
+        buf = self._buf.get(key)
+        if buf is not None and buf[0].shape[:2] + buf[0].shape[3:] != k.shape[:2] + k.shape[3:]:
+            raise ValueError(f"this cache holds keys of shape (B', heads, t, d) = {tuple(buf[0].shape)}, "
+                             f"got {tuple(k.shape)}: one cache serves one batch of rollouts")
+        if buf is not None and buf[0].dtype == k.dtype and first + held + t <= buf[0].shape[2]:
+            return buf[0], buf[1], first
+        # Grow, or move the held frames to the front (they are at most max_frames).
+        capacity = max(held + t + (self.max_frames or held + t), 2 * (held + t))
+        fresh = tuple(k.new_empty(k.shape[:2] + (capacity,) + k.shape[3:]) for _ in range(2))
+        if buf is not None:
+            for old, new in zip(buf, fresh):
+                new[:, :, :held] = old[:, :, first:first + held]
+        self._buf[key], self._first[key] = fresh, 0
+        return fresh[0], fresh[1], 0
+
     def extend(self, layer: nn.Module, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Past keys/values followed by `k`, `v` (each (B', heads, t, d)); stored if `write`."""
-        past = self._kv.get(id(layer))
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        key, t = id(layer), k.shape[2]
+        kbuf, vbuf, first = self._room(key, k)
+        held = self._len.get(key, 0)
+        stop = first + held + t
+        kbuf[:, :, first + held:stop], vbuf[:, :, first + held:stop] = k, v  # a slot past the held frames
+        keys, values = kbuf[:, :, first:stop], vbuf[:, :, first:stop]  # (B', heads, held + t, d) views
         if self.write:
-            keep = k.shape[2] if self.max_frames is None else min(k.shape[2], self.max_frames)
-            self._pos[id(layer)] = self.position(layer) + k.shape[2] - (past[0].shape[2] if past else 0)
-            self._kv[id(layer)] = (k[:, :, -keep:], v[:, :, -keep:])
-        return k, v
+            keep = held + t if self.max_frames is None else min(held + t, self.max_frames)
+            self._pos[key] = self.position(layer) + t
+            self._first[key], self._len[key] = stop - keep, keep
+        return keys, values
+
+
+@functools.lru_cache(maxsize=64)
+def _rotation(start: int, t: int, d: int, base: float, device: torch.device) -> torch.Tensor:
+    """e^{i·pos·θ_j} for positions start..start+t and the d/2 frequencies θ_j: (t, d/2) complex64."""
+    inv_freq = base ** (-torch.arange(0, d, 2, device=device, dtype=torch.float32) / d)  # (d/2,)
+    pos = torch.arange(start, start + t, device=device, dtype=torch.float32)
+    return torch.polar(torch.ones(t, d // 2, device=device), torch.outer(pos, inv_freq))  # (t, d/2)
 
 
 def rotary(x: torch.Tensor, start: int, base: float = 10_000.0) -> torch.Tensor:
-    """Rotate pairs of channels of `x` (B', heads, t, d) by angles set by positions start..start+t."""
+    """Rotate pairs of channels (2j, 2j+1) of `x` (B', heads, t, d) by angles set by positions
+    start..start+t: one complex product per pair, the angles computed once per (start, t)."""
     t, d = x.shape[-2], x.shape[-1]
-    inv_freq = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)  # (d/2,)
-    pos = torch.arange(start, start + t, device=x.device, dtype=torch.float32)
-    angles = torch.outer(pos, inv_freq)  # (t, d/2)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], d // 2, 2))  # (B', heads, t, d/2)
+    return torch.view_as_real(pairs * _rotation(start, t, d, base, x.device)).flatten(-2).to(x.dtype)
 
 
 class Attention(nn.Module):
