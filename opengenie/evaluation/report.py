@@ -175,11 +175,14 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     started = time.perf_counter()
     metrics, samples, per_clip = evaluate_world(world, clips, seed=seed, batch_size=batch_size, skip=skip,
                                                 progress=progress, fvd_precision=fvd_precision)
+    parts = {"clips": time.perf_counter() - started}
     pooled = pooled_transitions(world, ds.paths, coinrun, progress, frame_skip=world.config.frame_skip)
     true_actions = manifest.get("settings", {}).get("num_actions") if manifest else None
     metrics["actions"] = action_diagnostics(pooled, world.num_actions, true_actions)
     threshold = broken_threshold(pooled)
+    parts["transitions"] = time.perf_counter() - started - sum(parts.values())
     metrics["playability"], held = playability(world, data, ds, clips, prompts, hold_steps, seed, threshold, batch_size)
+    parts["playability"] = time.perf_counter() - started - sum(parts.values())
     out.mkdir(parents=True, exist_ok=True)
     save_grid(out / FIGURES["reconstruction"], reconstruction_rows(samples.real, samples.recon))
     save_grid(out / FIGURES["rollout"], rollout_rows(samples.real, samples.inferred, samples.random,
@@ -198,6 +201,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
         "prompt_frames": 1, "lpips_net": "alexnet", "fvd_resize": "224x224 bilinear (I3D input)",
         "fvd_precision": fvd_precision, "playability_prompts": prompts, "hold_steps": hold_steps,
         "episodes": len(ds.paths), "seconds": round(time.perf_counter() - started, 1),
+        "seconds_per_part": {k: round(v, 1) for k, v in parts.items()},
         "clips": [[ds.paths[c_["episode"]].name, int(c_["start"])] for c_ in clips],
     }
     metrics["figures"] = dict(FIGURES)
