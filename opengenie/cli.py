@@ -229,12 +229,19 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="split of --label-data to take prompts from")
 
     def run(args: argparse.Namespace) -> None:
+        from opengenie.card import provenance_from_checkpoints, write_card
         from opengenie.training.checkpoints import export
 
         out = export(args.dynamics, args.out, tokenizer=args.tokenizer, dtype=args.dtype, frame_skip=args.frame_skip)
         print(f"wrote {out} (load it with opengenie.Genie.from_pretrained({str(out)!r}))")
+        measured = None
         if args.label_data:
-            _print_labels(_label(out, args.label_data, args.label_split, 32, 12))
+            measured = _label(out, args.label_data, args.label_split, 32, 12)
+            _print_labels(measured)
+        # The world card (README.md) from the config just written, and what the checkpoints know.
+        card = write_card(out, provenance=provenance_from_checkpoints(args.dynamics, args.tokenizer),
+                          measured=measured)
+        print(f"wrote {card}" if card else f"kept the hand-written {out}/README.md (not a generated card)")
 
     p.set_defaults(func=run)
 

@@ -1,0 +1,156 @@
+"""World cards: README.md written from a world's config.json, its training runs and an evaluation."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from opengenie import Genie, presets
+from opengenie.card import GENERATED, card, provenance_from_checkpoints, write_card
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ("still", "walk right", "walk left", "jump", "fall", "still 2", "jump right", "jump left")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models run fastest single-threaded on a shared CPU
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny world labelled as `opengenie label` writes it, stored in fp16 at frame skip 2."""
+    torch.manual_seed(0)
+    config = presets.tiny()
+    config = replace(config, action_labels=LABELS[:config.dynamics.num_actions], frame_skip=2,
+                     arrow_keys={"ArrowRight": 1, "ArrowLeft": 2, "ArrowUp": 3})
+    model = Genie(config)
+    path = model.save_pretrained(tmp_path_factory.mktemp("world"), dtype=torch.float16)
+    return path, sum(p.numel() for p in model.state_dict().values())
+
+
+def _rows(markdown: str, header: str) -> list[list[str]]:
+    """The body rows of the Markdown table whose header line starts with `header`."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_card_lists_the_configs_labels_keys_and_sizes(world):
+    """The card names every action with its label and arrow key, the parameter count, dtype and frame step."""
+    path, parameters = world
+    text = card(path)
+    config = json.loads((path / "config.json").read_text())
+    rows = _rows(text, "| action | label | key |")
+    assert [r[1] for r in rows] == config["action_labels"]
+    assert [r[2] for r in rows][:4] == ["", "→", "←", "↑"]
+    assert f"{parameters / 1e6:.1f}M parameters, fp16" in text
+    assert f"{config['dynamics']['maskgit_steps']} MaskGIT steps" in text
+    assert "2 video frames per world step (`frame_skip` 2)" in text
+    assert "Arrow keys: → action 1, ← action 2, ↑ action 3; ↓ unmapped." in text
+    assert "## Evaluation" not in text  # no metrics given or kept beside the world
+
+
+def test_card_shows_the_evaluation_beside_its_baselines(world, tmp_path):
+    """With a real `opengenie eval` metrics.json the card holds each video's PSNR (world, random, copy,
+    tokenizer), the held-action motion beside the real game's keys, and limitations drawn from them."""
+    from opengenie.data import generate_coinrun
+    from opengenie.evaluation.report import run_eval
+
+    path, _ = world
+    data = tmp_path / "coinrun"
+    generate_coinrun(data, levels=3, steps_per_level=24, start_level=51)
+    m = run_eval(path, data, split=None, num_clips=2, frames=8, seed=0, batch_size=2, out=tmp_path / "eval",
+                 skip=("fvd", "lpips"), prompts=1, hold_steps=2, progress=False)
+    text = card(path, metrics=tmp_path / "eval" / "metrics.json")
+    (psnr,) = _rows(text, "| | world, inferred actions")
+    for cell, key in zip(psnr[1:], ("inferred", "random", "copy", "reconstruction")):
+        assert cell.startswith(f"{m['videos'][key]['psnr']['mean']:.2f}".replace("-", "−") + " [")
+    motion = _rows(text, "| action | label | key | dx | dy | broken |")
+    assert [r[1] for r in motion[:len(LABELS)]] == list(LABELS)
+    assert [r[0] for r in motion[len(LABELS):]] == ["real RIGHT", "real LEFT", "real UP", "real none"]
+    assert motion[0][3] == f"{m['playability']['actions'][0]['dx_total']:.1f}".replace("-", "−")
+    assert f"ΔtPSNR@{m['controllability']['t']}" in text
+    worst = max(m["playability"]["actions"], key=lambda r: r["broken"])
+    assert f"Up to {worst['broken']:.1%} of an action's frames visibly break" in text
+    # Kept beside the world, the same metrics are found without being named.
+    (path / "eval").mkdir(exist_ok=True)
+    (path / "eval" / "metrics.json").write_text((tmp_path / "eval" / "metrics.json").read_text())
+    try:
+        assert card(path) == text
+    finally:
+        (path / "eval" / "metrics.json").unlink()
+
+
+def test_write_card_refreshes_generated_cards_and_keeps_hand_written_ones(world, tmp_path):
+    """A generated README.md is rewritten when the config changes; a hand-written one is left alone."""
+    path, _ = world
+    readme = path / "README.md"
+    assert write_card(path) == readme and GENERATED in readme.read_text()
+    config = json.loads((path / "config.json").read_text())
+    config["action_labels"][0] = "stand"
+    (path / "config.json").write_text(json.dumps(config))
+    write_card(path)
+    assert "| 0 | stand |" in readme.read_text()
+    readme.write_text("# my world\n\nNotes by hand.\n")
+    assert write_card(path) is None and readme.read_text() == "# my world\n\nNotes by hand.\n"
+
+
+@pytest.mark.parametrize("name", ["coinrun-small", "coinrun-walk"])
+def test_bundled_cards_match_their_config(name):
+    """The bundled worlds' hand-written cards have the generated card's summary rows and label every
+    action as their config.json does."""
+    path = ROOT / "worlds" / name
+    config = json.loads((path / "config.json").read_text())
+    hand, generated = (path / "README.md").read_text(), card(path)
+    table = _rows(hand, "| action | label |")
+    assert [r[1] for r in table] == config["action_labels"]
+    assert "## What its actions do" in hand and "## Limitations" in generated
+    if "| model |" in hand:  # the summary table of coinrun-small's card
+        params = re.search(r"(\d+\.\d)M parameters, (\w+)", generated).groups()
+        assert f"{params[0]}M parameters, {params[1]}" in hand
+        assert "frame step" in hand and f"`frame_skip` {config['frame_skip']}" in hand
+
+
+def test_export_writes_the_card(tmp_path):
+    """`opengenie export` after two short training stages writes README.md with the run's steps, its
+    data folder's source and policy, and the world's actions."""
+    from opengenie.cli import main as opengenie
+    from opengenie.data import generate_coinrun
+    from opengenie.training import main
+
+    data = tmp_path / "coinrun"
+    generate_coinrun(data, levels=2, steps_per_level=24, progress=False)
+
+    def args(config: str, run: Path, *extra: str) -> list[str]:
+        return ["fit", "--config", str(ROOT / "configs" / config), "--data.data", str(data), "--data.seq_len", "4",
+                "--data.batch_size", "2", "--data.num_workers", "0", "--data.train_split", "null",
+                "--data.val_split", "null", "--trainer.max_steps", "2", "--trainer.default_root_dir", str(run),
+                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                "--checkpoint.dirpath", str(run / "ckpt"), "--images.every_n_steps", "100", *extra]
+
+    main(args("tokenizer/tiny.yaml", tmp_path / "tok"), stage="tokenizer")
+    tokenizer = tmp_path / "tok" / "ckpt" / "last.ckpt"
+    main(args("dynamics/tiny.yaml", tmp_path / "dyn", "--data.tokens", "false",
+              "--model.init_args.tokenizer", str(tokenizer)), stage="dynamics")
+    dynamics = tmp_path / "dyn" / "ckpt" / "last.ckpt"
+    known = provenance_from_checkpoints(dynamics, tokenizer)
+    assert known["training"].startswith("tokenizer 2 steps in ") and "stage 2 (action model + dynamics) 2 steps" in known["training"]
+    assert "coinrun" in known["data"] and "random policy" in known["data"] and str(data) in known["data"]
+    opengenie(["export", "--dynamics", str(dynamics), "--tokenizer", str(tokenizer), "--out", str(tmp_path / "w")])
+    text = (tmp_path / "w" / "README.md").read_text()
+    assert GENERATED in text and f"| training | {known['training']} |" in text and f"| data | {known['data']} |" in text
+    assert "Not measured yet: the 8 latent actions have no names." in text
