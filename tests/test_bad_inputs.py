@@ -35,7 +35,11 @@ WORLD = Path(__file__).resolve().parent.parent / "worlds" / "coinrun-small"
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """A folder with a world copy, episode folders (good and bad), a prompt and an empty dir."""
-    root = tmp_path_factory.mktemp("bad-inputs")
+    return make_inputs(tmp_path_factory.mktemp("bad-inputs"))
+
+
+def make_inputs(root: Path) -> Path:
+    """Fill `root` with the inputs the cases name ({root}/world, {root}/data, ...)."""
     shutil.copytree(WORLD, root / "world", ignore=shutil.ignore_patterns("prompts", "README.md"))
     rng = np.random.default_rng(0)
 
@@ -477,3 +481,14 @@ def test_convert_videos_refuses_bad_fps(root):
     with pytest.raises(ValueError, match="fps"):
         convert_videos(root / "empty", root / "o5", fps=-5)
     assert not (root / "o5").exists()
+
+
+def test_long_generation_shows_progress(root, tiny_world, tmp_path, capsys):
+    """A long `generate` rollout reports its progress on stderr, frame by frame, and finishes."""
+    world = tiny_world.save_pretrained(tmp_path / "tiny")
+    out = tmp_path / "long.gif"
+    main(["generate", "--model", str(world), "--prompt", str(root / "prompt.png"), "--random", "40",
+          "--steps", "1", "--scale", "1", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert "40/40" in captured.err and "frames" in captured.err
+    assert out.is_file() and "41 frames" in captured.out

@@ -82,8 +82,8 @@ def test_cli_refuses_bad_requests(model, prompt, tmp_path, capsys):
             main(["generate", "--model", str(model), "--prompt", str(prompt), "--steps", "1", *argv])
         assert words in capsys.readouterr().err
     # Settings out of range are refused by name rather than silently replaced by defaults.
-    for flag, value, words in [("--steps", "0", "--steps: must be >= 1"), ("--scale", "0", "--scale: must be >= 1"),
-                               ("--temperature", "-1", "--temperature: must be >= 0.0")]:
+    for flag, value, words in [("--steps", "0", "--steps: must be in 1.."), ("--scale", "0", "--scale: must be in 1.."),
+                               ("--temperature", "-1", "--temperature: must be a finite number in 0.0..")]:
         with pytest.raises(SystemExit):
             main(["generate", "--model", str(model), "--prompt", str(prompt), flag, value, "--out",
                   str(tmp_path / "a.gif")])

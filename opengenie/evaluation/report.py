@@ -69,7 +69,7 @@ def _check_actions(paths: list[Path], num_actions: int | None) -> None:
         low, high = int(actions.min()), int(actions.max())
         if low < 0 or (num_actions is not None and high >= num_actions):
             allowed = f"0..{num_actions - 1}" if num_actions is not None else "ids >= 0"
-            raise ValueError(f"{path} records actions in {low}..{high}, but its manifest allows {allowed}; "
+            raise ValueError(f"{path} records action {low if low < 0 else high}, but its manifest allows {allowed}; "
                              "remake the episodes, or fix settings.num_actions in manifest.json")
 
 
