@@ -103,8 +103,8 @@ def test_bad_inputs_give_clear_errors(coinrun, model, tmp_path, monkeypatch, cap
         (["--frames", "64"], "--frames 64 is too long"),
         (["--skip", "lpips", "--frames", "8"], "FVD needs clips of at least 9 frames"),
         (["--skip", "psnr"], "--skip takes fvd, lpips"),
-        (["--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--prompts", "0"], "--prompts must be at least 1"),
+        (["--batch-size", "0"], "--batch-size: must be >= 1"),
+        (["--prompts", "0"], "--prompts: must be >= 1"),
     ]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exit_info:
