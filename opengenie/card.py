@@ -246,7 +246,11 @@ def write_card(world: str | Path, metrics: dict | str | Path | None = None, prov
     """Write `card(...)` to the world's README.md. A README.md that this module did not write (a
     hand-written card) is kept unless `force`; returns the path written, or None when kept."""
     path = Path(world) / CARD_FILE
-    if path.is_file() and GENERATED not in path.read_text() and not force:
+    old = path.read_text() if path.is_file() else ""
+    if old and GENERATED not in old and not force:
         return None
+    if provenance is None:  # a refresh (after `opengenie label`) keeps what export knew of the runs
+        provenance = {key: value for line in old.splitlines() for key in ("data", "training", "machine")
+                      if line.startswith(f"| {key} | ") and (value := line[len(key) + 5:].rstrip(" |"))}
     path.write_text(card(world, metrics, provenance, measured=measured))
     return path

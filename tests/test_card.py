@@ -105,6 +105,9 @@ def test_write_card_refreshes_generated_cards_and_keeps_hand_written_ones(world,
     (path / "config.json").write_text(json.dumps(config))
     write_card(path)
     assert "| 0 | stand |" in readme.read_text()
+    write_card(path, provenance={"training": "stage 2 2 steps", "machine": "a laptop"})
+    write_card(path)  # a refresh keeps what was known of the runs
+    assert "| training | stage 2 2 steps |" in readme.read_text() and "| machine | a laptop |" in readme.read_text()
     readme.write_text("# my world\n\nNotes by hand.\n")
     assert write_card(path) is None and readme.read_text() == "# my world\n\nNotes by hand.\n"
 
@@ -154,3 +157,10 @@ def test_export_writes_the_card(tmp_path):
     text = (tmp_path / "w" / "README.md").read_text()
     assert GENERATED in text and f"| training | {known['training']} |" in text and f"| data | {known['data']} |" in text
     assert "Not measured yet: the 8 latent actions have no names." in text
+    # `opengenie label` refreshes the card with the labels and the motion behind them, keeping the runs' rows.
+    opengenie(["label", "--model", str(tmp_path / "w"), "--data", str(data), "--split", "all", "--prompts", "2",
+               "--hold-steps", "2"])
+    text = (tmp_path / "w" / "README.md").read_text()
+    labels = json.loads((tmp_path / "w" / "config.json").read_text())["action_labels"]
+    assert [r[1] for r in _rows(text, "| action | label | key | dx | dy |")] == labels
+    assert f"| training | {known['training']} |" in text

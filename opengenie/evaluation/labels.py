@@ -81,5 +81,9 @@ def label_world(model: str | Path, data: str | Path, split: str | None = "test",
     labels, keys, rows = measure_labels(world, video, steps, seed)
     config = replace(world.config, action_labels=labels, arrow_keys=keys)
     (model / CONFIG_FILE).write_text(config.to_json())
-    return {"action_labels": list(labels), "arrow_keys": keys, "actions": rows, "prompts": len(video), "steps": steps,
-            "data": str(data), "split": split or "all"}
+    result = {"action_labels": list(labels), "arrow_keys": keys, "actions": rows, "prompts": len(video),
+              "steps": steps, "data": str(data), "split": split or "all"}
+    from opengenie.card import write_card
+
+    write_card(model, measured=result)  # a generated world card follows the new labels; a hand-written one stays
+    return result
