@@ -166,3 +166,76 @@ def export(dynamics: str | os.PathLike, out: str | os.PathLike, tokenizer: str |
     genie = genie_from_checkpoints(dynamics, tokenizer)
     genie.config = dataclasses.replace(genie.config, frame_skip=frame_skip)
     return genie.save_pretrained(out, dtype=None if dtype == "fp32" else DTYPES[dtype])
+
+
+# --- checkpoint files: written whole or not at all, and checked before a resume ------------
+
+def write_atomically(path: str | os.PathLike, write) -> None:
+    """Call `write(tmp)` to write a file (or a directory) beside `path`, flush it to disk, and
+    move it onto `path` in one step (`os.replace`): a crash leaves the old file or the new one,
+    never a truncated one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        if tmp.is_file():
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        elif path.is_dir():  # a sharded checkpoint is a directory, which os.replace cannot overwrite
+            import shutil
+
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_file():
+            tmp.unlink()
+    try:  # the rename itself is durable once the directory is flushed (not possible on every OS)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """What is wrong with the checkpoint file `path` (None when it looks whole), found without
+    loading it: torch writes a zip archive whose directory is at its very end, so a truncated
+    file has none. A directory (a sharded checkpoint) is not checked."""
+    import zipfile
+
+    path = Path(path)
+    if path.is_dir():
+        return None
+    if not path.is_file():
+        return "it does not exist"
+    size = path.stat().st_size
+    if size == 0:
+        return "it is empty (0 bytes)"
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        if magic == b"PK\x03\x04":
+            return f"it is truncated ({size:,} bytes, the end of the archive is missing)"
+        return "it is not a PyTorch checkpoint"
+    if not any(name.endswith("data.pkl") for name in names):
+        return "it is a zip archive but not a PyTorch checkpoint"
+    return None
+
+
+def check_resumable(path: str | os.PathLike) -> None:
+    """Raise a one-sentence ValueError naming `path`, what is wrong with it and the intact
+    checkpoints beside it, if `path` cannot be resumed from."""
+    problem = checkpoint_problem(path)
+    if problem is None:
+        return
+    path = Path(path)
+    beside = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path and checkpoint_problem(p) is None) \
+        if path.parent.is_dir() else []
+    others = (f"intact checkpoints beside it: {', '.join(beside)} (resume from one with --ckpt_path PATH)"
+              if beside else "there is no intact checkpoint beside it")
+    raise ValueError(f"cannot resume from {path}: {problem}; {others}")

@@ -13,15 +13,20 @@ Any value can be overridden on the command line (`--model.init_args.lr 1e-4`).
 
 from __future__ import annotations
 
+import difflib
+import logging
+import re
 import signal
 import sys
 import warnings
+from argparse import ArgumentError
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from opengenie.training.callbacks import GenieCheckpoint, ImageLogger, Throughput
+from opengenie.training.callbacks import GenieCheckpoint, ImageLogger, RunSummary, Throughput
+from opengenie.training.checkpoints import check_resumable
 from opengenie.training.data import GenieDataModule
 from opengenie.training.loop import GenieStage
 from opengenie.training.modules import DynamicsModule, TokenizerModule
@@ -37,6 +42,54 @@ TRAINER_DEFAULTS = {"use_distributed_sampler": False, "check_val_every_n_epoch":
 # re-launch of the same command) holds the full command line.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")  # Lightning's own
+
+
+class _QuietConsole(logging.Filter):
+    """Drops Lightning's adverts ("💡 Tip: ... litlogger / litmodels") and the model summary's
+    "0 Total Flops" line (FLOPs are not counted there; the Throughput callback logs MFU)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            if record.msg.startswith("💡 Tip:"):
+                return False
+            record.msg = re.sub(r"\n\s*0\s+Total Flops$", "", record.msg)
+        return True
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.callbacks.model_summary"):
+    logging.getLogger(_name).addFilter(_QuietConsole())
+
+# Options must be spelt out (no argparse prefix matching: `--trainer.max_step` is a typo, not
+# max_steps), and parse errors are raised, to be shown as one line (`one_line`).
+_PARSER = {"allow_abbrev": False, "exit_on_error": False}
+PARSER_KWARGS = {**_PARSER, **{sub: dict(_PARSER) for sub in ("fit", "validate", "test", "predict")}}
+
+
+def one_line(message: str, options: list[str] = ()) -> str:
+    """The line that matters of a jsonargparse error: the reason of a failed Union (not the
+    NoneType alternative), `key: reason` for a parser key, a suggestion for an unknown option."""
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
+    if "Errors:" in lines:
+        reasons = [line[2:] for line in lines[lines.index("Errors:") + 1:] if line.startswith("- ")]
+        reasons = [r for r in reasons if not r.startswith("Expected a <class 'NoneType'>")]
+        if reasons:
+            return one_line(reasons[0], options)
+    text = " ".join(lines)
+    text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
+    text = re.sub(r'^Parser key "([^"]+)":\s*', r"\1: ", text)
+    text = re.sub(r"Expected an? ([\w.\[\], ]+)\. Got value: (.*)", r"expected \1, got \2", text)
+    text = text.replace(": File does not exist:", ": file does not exist:")
+    unknown = re.match(r"unrecognized arguments: (.*)", text)
+    if unknown:
+        names = [a for a in unknown.group(1).split() if a.startswith("--")]
+        hints = []
+        for name in names:
+            name = name.split("=")[0]
+            close = difflib.get_close_matches(name, [o for o in options if not name.startswith(o + ".")], 1, 0.8)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        return f"unknown option{'s' if len(hints) > 1 else ''} {', '.join(hints) or unknown.group(1)}"
+    return text
 
 
 class GenieCLI(LightningCLI):
@@ -49,7 +102,41 @@ class GenieCLI(LightningCLI):
             raise ValueError(f"unknown stage {stage!r}; choose one of {sorted(STAGES)}")
         self.stage, self.parse_only = stage, parse_only
         super().__init__(GenieStage, GenieDataModule, subclass_mode_model=True, args=args, run=run,
-                         trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True})
+                         trainer_defaults={**TRAINER_DEFAULTS, "callbacks": [RunSummary()]},
+                         save_config_kwargs={"overwrite": True}, parser_kwargs=PARSER_KWARGS)
+
+    def parse_arguments(self, parser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            parsers = [parser, *getattr(self, "_subcommand_parsers", {}).values()]
+            options = [o for p in parsers for o in p._option_string_actions]
+            raise ValueError(one_line(err, options)) from None
+
+    def _parse_ckpt_path(self) -> None:
+        # Before Lightning reads the checkpoint's hyper-parameters (it loads an explicit path here).
+        if self.config.get("subcommand") == "fit":
+            self._check_checkpoint_folder(self.config["fit"])
+        super()._parse_ckpt_path()
+
+    def _check_checkpoint_folder(self, config) -> None:
+        """Refuse a damaged checkpoint to resume from, and a new run into an earlier run's folder."""
+        ckpt_path, checkpoint = config.get("ckpt_path"), config.get("checkpoint") or {}
+        folder = Path(checkpoint["dirpath"]) if checkpoint.get("dirpath") else None
+        if ckpt_path == "last" and folder is not None:
+            last = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)  # Lightning takes the newest
+            if last:
+                check_resumable(last[-1])
+        elif ckpt_path and ckpt_path not in ("best", "hpc", "registry") and not str(ckpt_path).startswith("registry:"):
+            if "://" not in str(ckpt_path):
+                check_resumable(ckpt_path)
+        if not ckpt_path and folder is not None and folder.is_dir() and not checkpoint.get("overwrite"):
+            earlier = sorted(p.name for p in folder.glob("*.ckpt"))
+            if earlier:
+                raise ValueError(
+                    f"{folder} already holds checkpoints of an earlier run ({', '.join(earlier)}); resume it with "
+                    "--ckpt_path last, write this run elsewhere with --checkpoint.dirpath DIR, or start it afresh "
+                    "there with --checkpoint.overwrite true (deletes those checkpoints)")
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(GenieCheckpoint, "checkpoint")
@@ -58,7 +145,10 @@ class GenieCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         if not self.parse_only:  # parse_only: check a config (types, names) without building models
-            super().instantiate_classes()
+            try:
+                super().instantiate_classes()
+            except ValueError as err:
+                raise ValueError(one_line(err)) from None
 
     def before_fit(self) -> None:
         if self.stage is not None and not isinstance(self.model, STAGES[self.stage]):
