@@ -1,0 +1,90 @@
+"""Agents from latent actions (Genie App. E): the pieces, and the whole pipeline on a world
+where the answer is known."""
+
+import numpy as np
+import pytest
+import torch
+
+from opengenie.agents import square
+from opengenie.agents.cloning import train_policy
+from opengenie.agents.evaluate import play_square, random_agent, rate, run_square, wilson
+from opengenie.agents.mapping import LatentToReal
+
+
+def test_square_world_moves_and_renders_what_it_records():
+    """Each move shifts the drawn square by exactly one cell (or not at all at an edge), and a
+    frame shows the target wherever the square does not cover it."""
+    env = square.SquareGoal(64, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        before, pos = env.render(), env.pos.copy()
+        moves = rng.integers(0, square.NUM_MOVES, size=64)
+        live = ~env.success
+        env.step(moves)
+        after = env.render()
+        for i in np.flatnonzero(live):
+            dy, dx = np.array(square.MOVES[moves[i]])
+            assert (env.pos[i] == np.clip(pos[i] + (dy, dx), 0, square.LAST)).all()
+            y, x = env.pos[i] * square.STEP
+            assert (after[i, y:y + square.SQUARE, x:x + square.SQUARE] == square.SQUARE_RGB).all()
+        assert (before[~live] == after[~live]).all()  # a won episode stays as it was
+
+
+def test_expert_always_reaches_the_target_in_the_fewest_moves():
+    """The expert wins every episode, each in exactly the Manhattan distance to its target."""
+    env = square.SquareGoal(200, seed=1)
+    distance = np.abs(env.target - env.pos).sum(1)
+    rng = np.random.default_rng(0)
+    for _ in range(square.MAX_STEPS):
+        env.step(square.expert_moves(env.pos, env.target, rng))
+    assert env.success.all() and (env.steps == distance).all()
+    demo = square.expert_episodes(50, seed=1)
+    assert len(demo["moves"]) == np.abs(square.SquareGoal(50, 1).target - square.SquareGoal(50, 1).pos).sum()
+    assert 0 not in demo["moves"]  # the expert never stands still
+
+
+def test_mapping_draws_only_actions_seen_with_the_latent_in_their_proportions():
+    """A latent seen with actions A, A, A, B gives A about 3/4 of the time and nothing else; an
+    unseen latent draws from the fallback; the majority is the most frequent action."""
+    mapping = LatentToReal([2, 2, 2, 2, 0], [7, 7, 7, 5, 1], num_latents=4, fallback=[10, 11])
+    rng = np.random.default_rng(0)
+    draws = mapping.sample(np.full(4000, 2), rng)
+    assert set(draws.tolist()) == {5, 7} and abs((draws == 7).mean() - 0.75) < 0.03
+    assert set(mapping.sample(np.full(200, 3), rng).tolist()) == {10, 11}
+    assert (mapping.sample(np.zeros(10, dtype=np.int64), rng) == 1).all()
+    assert mapping.majority().tolist() == [1, -1, 7, -1] and mapping.num_labels == 5
+    with pytest.raises(ValueError, match="latent ids must lie"):
+        LatentToReal([4], [0], num_latents=4, fallback=[0])
+
+
+def test_wilson_interval_covers_the_rate_and_narrows_with_trials():
+    """The interval holds the observed rate, stays in [0, 1] at the extremes, and shrinks as trials grow."""
+    assert wilson(0, 10)[0] == 0 and wilson(10, 10)[1] == 1 and wilson(10, 10)[0] > 0.6
+    low, high = wilson(50, 100)
+    low2, high2 = wilson(500, 1000)
+    assert low < 0.5 < high and high2 - low2 < (high - low) / 2
+    assert rate([True, False, False, False])["rate"] == 0.25
+
+
+def test_oracle_clones_the_expert():
+    """A policy cloned on the expert's true moves wins nearly as often as the expert, far more than random."""
+    torch.manual_seed(0)
+    demo = square.expert_episodes(300, seed=5)
+    oracle = train_policy(demo["frames"], demo["moves"], square.NUM_MOVES, steps=300)
+    won = play_square(lambda f, rng: oracle.act(f), 300, seed=6).mean()
+    chance = play_square(random_agent(np.arange(square.NUM_MOVES)), 300, seed=6).mean()
+    assert won > 0.85 and chance < 0.35, f"oracle {won:.2f}, random {chance:.2f}"
+
+
+def test_latent_actions_give_an_agent_from_few_labels():
+    """Genie App. E end to end: an action model trained without labels names the expert's moves;
+    50 labelled transitions map every latent the expert uses to its true move; the agent cloned
+    in latent space then wins about as often as the oracle, and with no labels only as often as random."""
+    r = run_square(expert_episodes=300, labels=(0, 50), eval_episodes=300, action_steps=200, policy_steps=300)
+    used = [k for k, count in enumerate(r["latent_usage"]) if count >= 0.05 * r["expert_transitions"]]
+    assert len(used) >= 4, r["latent_usage"]  # the expert's four moves are named by at least four codes
+    assert [r["mappings"][50][k] for k in used] == [r["truth"][k] for k in used], r
+    assert sorted({r["truth"][k] for k in used}) == [1, 2, 3, 4]  # every move of the expert has a latent
+    latent, oracle, chance = r["latent"][50]["rate"], r["oracle"]["rate"], r["random"]["rate"]
+    assert latent > oracle - 0.15 and latent > chance + 0.4, r
+    assert r["latent"][0]["rate"] < chance + 0.1, r  # no labels: no better than random
