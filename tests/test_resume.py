@@ -20,7 +20,7 @@ from test_training import _args, coinrun, tokenizer_run  # noqa: E402,F401 -- sh
 # Everything that draws randomness outside a training step runs too: validation (whose loader
 # seeds its workers from the global generator), persistent workers, pictures, FLOP counting.
 BUSY = ["--data.num_workers", "1", "--data.val_split", "train", "--trainer.val_check_interval", "3",
-        "--trainer.limit_val_batches", "2", "--images.every_n_steps", "3", "--throughput.peak_flops", "1e12",
+        "--trainer.limit_val_batches", "1", "--images.every_n_steps", "3", "--throughput.peak_flops", "1e12",
         "--model.init_args.warmup_steps", "3"]
 
 
@@ -86,10 +86,10 @@ def test_tokenizer_resume_after_dead_code_restarts_is_exact(coinrun, tmp_path):
 
 
 def test_dynamics_resume_in_warmup_and_after_restarts_is_exact(coinrun, tokenizer_run, tmp_path):
-    """Stage 2 stopped during the action codebook's warm-up (step 2), resumed, stopped again after
-    k-means placed the codes and dead codes were restarted (step 7), and resumed to step 9 equals
-    the 9-step run exactly (MaskGIT masks, warm-up noise, k-means, restarts)."""
-    overrides = "{action: {dead_code_steps: 2, codebook_warmup_steps: 3}}"
+    """Stage 2 stopped during the action codebook's warm-up (step 1), resumed, stopped again after
+    k-means placed the codes and dead codes were restarted (step 5), and resumed to step 7 equals
+    the 7-step run exactly (MaskGIT masks, warm-up noise, k-means, restarts)."""
+    overrides = "{action: {dead_code_steps: 1, codebook_warmup_steps: 2}}"
     args = ["dynamics/tiny.yaml", coinrun, *BUSY, "--data.tokens", "false", "--model.init_args.tokenizer",
             str(tokenizer_run / "ckpt" / "last.ckpt"), "--model.init_args.overrides", overrides]
-    _check_resume(args, "train/action/restarted", steps=9, stops=[2, 7], run=tmp_path)
+    _check_resume(args, "train/action/restarted", steps=7, stops=[1, 5], run=tmp_path)

@@ -117,6 +117,8 @@ class LookupFreeQuantizer(nn.Module):
     def entropies(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean per-sample entropy, codebook entropy) in nats of biased encodings z (..., code_dim)."""
         flat = z.reshape(-1, self.code_dim)  # (M, code_dim)
+        # The sample is drawn from torch's global generator, which a training step runs on a
+        # checkpointed state of (training/loop.py): a resumed run samples the same positions.
         if self.training and self.frac_sample < 1.0:  # evaluation uses every position: deterministic
             keep = max(1, int(round(self.frac_sample * flat.shape[0])))
             flat = flat[torch.randperm(flat.shape[0], device=flat.device)[:keep]]  # (M', code_dim)

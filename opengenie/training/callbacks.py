@@ -90,7 +90,13 @@ class ImageLogger(Callback):
     def __init__(self, every_n_steps: int = 500, clips: int = 4) -> None:
         self.every_n_steps, self.clips = every_n_steps, clips
         self._fixed: dict | None = None
-        self._last = -1
+        self._last = -1  # the step of the last pictures (checkpointed: a resumed run draws none extra)
+
+    def state_dict(self) -> dict:
+        return {"last": self._last}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._last = int(state.get("last", -1))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # At the start of a step, so the pictures show the model after `global_step` steps
