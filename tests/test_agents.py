@@ -1,6 +1,8 @@
 """Agents from latent actions (Genie App. E): the pieces, and the whole pipeline on a world
 where the answer is known."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -88,3 +90,35 @@ def test_latent_actions_give_an_agent_from_few_labels():
     latent, oracle, chance = r["latent"][50]["rate"], r["oracle"]["rate"], r["random"]["rate"]
     assert latent > oracle - 0.15 and latent > chance + 0.4, r
     assert r["latent"][0]["rate"] < chance + 0.1, r  # no labels: no better than random
+
+
+def test_horizontal_shift_reads_how_far_the_camera_moved():
+    """Two crops of one CoinRun frame, the second s px further right, read as a camera move of s."""
+    from opengenie.agents.expert import horizontal_shift
+    from opengenie.data.coinrun import rollout_level
+
+    frame = rollout_level(100_000, 1, "easy")["frames"][0]
+    for s in (-5, -2, 0, 3, 6):
+        first, second = frame[None, :, 8:56], frame[None, :, 8 + s:56 + s]
+        assert horizontal_shift(first, second).tolist() == [s]
+
+
+def test_coinrun_expert_collects_the_coin_on_held_out_levels(tmp_path):
+    """The look-ahead expert collects the coin on every one of five unseen easy and hard levels,
+    and `opengenie data coinrun --policy expert` records its episodes with their actions."""
+    from opengenie.agents.evaluate import coinrun_episode
+    from opengenie.agents.expert import LookaheadExpert
+    from opengenie.data.coinrun import POLICIES, generate
+    from opengenie.data.episodes import load_episode
+
+    for difficulty in ("easy", "hard"):
+        won = [coinrun_episode(lambda env: LookaheadExpert(env).act, level, difficulty)["success"]
+               for level in range(100_000, 100_005)]
+        assert all(won), (difficulty, won)
+    generate(tmp_path, levels=1, steps_per_level=60, start_level=100_000, difficulty="easy", policy="expert",
+             progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["settings"]["policy"] == POLICIES["expert"]
+    ep = load_episode(tmp_path / "level_100000.npz")
+    assert ep["actions"].shape == (60,) and np.isin(ep["actions"], (1, 4, 5, 7, 8)).all()
+    assert ep["rewards"].sum() > 0  # it reached the coin within 60 steps

@@ -111,3 +111,24 @@ def run_square(*, expert_episodes: int = 300, labels: tuple[int, ...] = (0, 10, 
                    latent_usage=np.bincount(latents, minlength=num_latents).tolist(),
                    seconds=round(time.perf_counter() - started, 1))
     return results
+
+
+def coinrun_episode(agent, level_seed: int, difficulty: str, seed: int = 0, max_steps: int = 1000) -> dict:
+    """Play the first episode of one CoinRun level: `agent(env)` builds a step function
+    `frame (64, 64, 3) uint8 -> procgen action` for that env (an expert may look ahead in it).
+    Returns {"success": the coin was collected, "steps": steps taken}; procgen ends an episode
+    at the coin, at a death or after 1,000 steps."""
+    from procgen import ProcgenGym3Env
+
+    env = ProcgenGym3Env(num=1, env_name="coinrun", start_level=level_seed, num_levels=1,
+                         distribution_mode=difficulty, rand_seed=seed)
+    step = agent(env)
+    _, obs, _ = env.observe()
+    for t in range(max_steps):
+        env.act(np.array([step(obs["rgb"][0])]))
+        reward, obs, first = env.observe()
+        if first[0]:
+            env.close()
+            return {"success": bool(reward[0] > 0), "steps": t + 1}
+    env.close()
+    return {"success": False, "steps": max_steps}

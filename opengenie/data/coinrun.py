@@ -42,6 +42,8 @@ POLICIES = {
     "random": {"policy": "random", "description": "uniform random, no action repeats"},
     "explore": {"policy": "explore", "description": "a key held for a random number of steps, right-biased",
                 "hold_min": 2, "hold_max": 12, "keys": {str(k): v for k, v in EXPLORE_KEYS.items()}},
+    "expert": {"policy": "expert", "description": "looks ahead on a saved copy of the game and takes the "
+               "plan that gets farthest right without dying (opengenie.agents.expert)", "hold": 3, "horizon": 24},
 }
 
 
@@ -62,6 +64,8 @@ def policy_actions(policy: str, steps: int, rng: np.random.Generator) -> np.ndar
         raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
     if policy == "random":
         return rng.integers(0, NUM_ACTIONS, size=steps, dtype=np.int64)
+    if policy == "expert":
+        raise ValueError("the expert reads each frame, so it has no actions in advance: use rollout_level")
     p = POLICIES[policy]
     keys, odds = np.array(list(EXPLORE_KEYS)), np.array(list(EXPLORE_KEYS.values()))
     out, t = np.empty(steps, dtype=np.int64), 0
@@ -99,6 +103,12 @@ def rollout_level(level_seed: int, steps: int, difficulty: str = "hard", seed: i
         num=1, env_name="coinrun", start_level=level_seed, num_levels=1,
         distribution_mode=difficulty, rand_seed=seed,
     )
+    if policy == "expert":  # closed loop: it reads the frames and plays ahead in this env
+        from opengenie.agents.expert import LookaheadExpert, play_level
+
+        episode = play_level(env, steps, LookaheadExpert(env, POLICIES["expert"]["hold"], POLICIES["expert"]["horizon"]))
+        env.close()
+        return episode
     # The policy's generator depends on the level too, so levels never share action sequences.
     rng = np.random.default_rng([seed, level_seed])
     actions = policy_actions(policy, steps, rng)
