@@ -292,9 +292,9 @@ class RunSummary(Callback):
             self._record(trainer, "val")
 
     def on_fit_end(self, trainer, pl_module) -> None:
+        folder = Path(trainer.log_dir or trainer.default_root_dir)  # a collective: on every rank
         if not trainer.is_global_zero:
             return
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
         if any(len(v) > 1 for v in self.history.values()):
             folder.mkdir(parents=True, exist_ok=True)
             self.curves = folder / "curves.png"
