@@ -123,9 +123,10 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--start-level", type=_NONNEGATIVE, default=0, help="first level seed")
     c.add_argument("--workers", type=_bounded(int, 1, 256), default=1, help="processes playing levels in parallel")
     c.add_argument("--difficulty", default="hard", choices=["easy", "hard"], help="procgen distribution mode")
-    c.add_argument("--policy", default="random", choices=["random", "explore"],
+    c.add_argument("--policy", default="random", choices=["random", "explore", "expert"],
                    help="random: the paper's uniform random actions; explore: keys held for 2-12 steps, "
-                        "right-biased, so the agent walks and jumps into the level")
+                        "right-biased, so the agent walks and jumps into the level; expert: looks ahead "
+                        "on a copy of the game and collects the coin (docs/agents.md)")
     c.add_argument("--seed", type=_SEED, default=0, help="seed of the policy")
     c.add_argument("--compress", action="store_true", help="zip-compress episodes (~16x smaller, slower clips)")
 
@@ -428,9 +429,59 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_agent(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("agent", help="agents from latent actions (Genie App. E): success rates beside their baselines")
+    verbs = p.add_subparsers(dest="agent_command", required=True)
+    s = verbs.add_parser("square", help="the square world end to end: latent policy per N labels, oracle, random")
+    s.add_argument("--seed", type=_SEED, default=0)
+    s.add_argument("--labels", type=_NONNEGATIVE, nargs="+", default=[0, 10, 50, 200],
+                   help="numbers N of labelled transitions the latent-to-real dictionary is built from")
+    s.add_argument("--episodes", type=_POSITIVE, default=500, help="held-out episodes per agent")
+    e = verbs.add_parser("expert", help="the CoinRun expert's success rate on held-out levels, beside a random agent")
+    e.add_argument("--levels", type=_POSITIVE, default=200)
+    e.add_argument("--start-level", type=_NONNEGATIVE, default=100_000, help="first level seed")
+    e.add_argument("--difficulty", default="easy", choices=["easy", "hard"])
+    for verb in (s, e):
+        verb.add_argument("--out", default=None, help="also write the results to this JSON file")
+        verb.add_argument("--threads", type=_THREADS, default=1, help="torch CPU threads")
+
+    def run(args: argparse.Namespace) -> None:
+        import json
+
+        import torch
+
+        torch.set_num_threads(args.threads)
+        if args.agent_command == "square":
+            from opengenie.agents.evaluate import run_square
+
+            result = run_square(labels=tuple(args.labels), eval_episodes=args.episodes, seed=args.seed)
+            rows = [(f"latent, N={n}", r) for n, r in result["latent"].items()]
+            rows += [(name, result[name]) for name in ("oracle", "random", "expert")]
+        else:
+            import numpy as np
+
+            from opengenie.agents.evaluate import coinrun_episode, rate
+            from opengenie.agents.expert import LookaheadExpert
+
+            rng = np.random.default_rng(0)
+            agents = {"expert": lambda env: LookaheadExpert(env).act,
+                      "random": lambda env: (lambda frame: int(rng.integers(15)))}
+            levels = range(args.start_level, args.start_level + args.levels)
+            result = {name: rate([coinrun_episode(agent, level, args.difficulty)["success"] for level in levels])
+                      for name, agent in agents.items()}
+            rows = list(result.items())
+        for name, r in rows:
+            print(f"{name:14s} success {r['rate']:.3f}  95% [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  n={r['n']}")
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(result, f, indent=1)
+
+    p.set_defaults(func=run)
+
+
 # Sub-commands, in the order `opengenie --help` lists them.
 _SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add_export, _add_label, _add_eval,
-             _add_generate, _add_play]
+             _add_generate, _add_play, _add_agent]
 
 
 def build_parser() -> argparse.ArgumentParser:

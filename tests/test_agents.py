@@ -122,3 +122,14 @@ def test_coinrun_expert_collects_the_coin_on_held_out_levels(tmp_path):
     ep = load_episode(tmp_path / "level_100000.npz")
     assert ep["actions"].shape == (60,) and np.isin(ep["actions"], (1, 4, 5, 7, 8)).all()
     assert ep["rewards"].sum() > 0  # it reached the coin within 60 steps
+
+
+def test_agent_command_writes_success_rates(tmp_path, capsys):
+    """`opengenie agent expert` prints and writes each agent's success rate with its interval."""
+    from opengenie.cli import main
+
+    main(["agent", "expert", "--levels", "2", "--difficulty", "easy", "--out", str(tmp_path / "r.json")])
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["expert"]["rate"] == 1.0 and result["expert"]["n"] == 2
+    assert result["random"]["ci95"][0] <= result["random"]["rate"] <= result["random"]["ci95"][1]
+    assert "expert         success 1.000" in capsys.readouterr().out
