@@ -2,6 +2,7 @@
 
     python bench/agents.py square --seeds 5            # the square world, end to end, per seed
     python bench/agents.py expert --levels 200         # the CoinRun expert and a random agent
+    python bench/agents.py coinrun --seeds 5           # latent agent per N, oracle, random on CoinRun
 
 Every success rate comes with its Wilson 95 % interval over episodes; results go to
 out/agents/<part>.json as well as to the terminal.
@@ -49,16 +50,40 @@ def expert(args) -> dict:
     return out
 
 
+def coinrun(args) -> dict:
+    from opengenie import Genie
+    from opengenie.agents.coinrun import make_data, run_coinrun
+
+    world = Genie.from_pretrained(args.world).eval()
+    started = time.perf_counter()
+    levels = dict(train_levels=range(0, args.train_levels), label_levels=range(1000, 1040),
+                  eval_levels=range(args.start_level, args.start_level + args.levels))
+    data = make_data(world, levels["train_levels"], levels["label_levels"], 100, "easy")
+    print(f"expert data: {len(data['demo']['actions'])} transitions to clone, {len(data['few']['actions'])} "
+          f"to label from  ({time.perf_counter() - started:.0f} s)", flush=True)
+    runs = []
+    for s in range(args.seeds):
+        r = run_coinrun(world, **levels, seed=s, data=data)
+        cells = " ".join(f"N={n}: {v['rate']:.3f}" for n, v in r["latent"].items())
+        print(f"seed {s}: latent {cells} | oracle {r['oracle']['rate']:.3f} | random {r['random']['rate']:.3f}"
+              f"  ({r['seconds']} s)", flush=True)
+        runs.append(r)
+    usage = np.bincount(data["demo"]["latents"], minlength=world.num_actions).tolist()
+    return {"runs": runs, "latent_usage": usage, "transitions": len(data["demo"]["actions"])}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=["square", "expert"])
+    p.add_argument("part", choices=["square", "expert", "coinrun"])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--levels", type=int, default=200)
     p.add_argument("--start-level", type=int, default=100_000, help="held-out levels: no world here saw them")
+    p.add_argument("--train-levels", type=int, default=100, help="levels of expert play to clone from")
+    p.add_argument("--world", default="worlds/coinrun-small", help="the world whose action model labels")
     p.add_argument("--out", default="out/agents")
     args = p.parse_args()
     torch.set_num_threads(1)
-    result = {"square": square, "expert": expert}[args.part](args)
+    result = {"square": square, "expert": expert, "coinrun": coinrun}[args.part](args)
     path = Path(args.out) / f"{args.part}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"args": vars(args), **result}, indent=1) + "\n")

@@ -1,0 +1,102 @@
+"""Genie App. E on real CoinRun: a world's frozen action model labels the expert's videos, a
+policy is cloned on those latent actions, N labelled transitions map them to procgen keys, and
+the agent plays held-out levels of the real game.
+
+Evaluation plays many levels side by side (one procgen env per level, stepped in lockstep) so
+the policy network sees one batch per step.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from opengenie.agents.cloning import train_policy
+from opengenie.agents.evaluate import latent_agent, random_agent, rate
+from opengenie.agents.mapping import LatentToReal
+from opengenie.data.coinrun import NUM_ACTIONS, rollout_level
+
+
+def expert_transitions(levels: range, steps: int, difficulty: str) -> dict[str, np.ndarray]:
+    """The expert's transitions on `levels` (`steps` steps each, restarts dropped): frames and
+    next_frames (N, 64, 64, 3) uint8, actions (N,) int64, and video (L, 3, steps, 64, 64)-style
+    episodes kept as a list for labelling."""
+    frames, nxt, actions, keep = [], [], [], []
+    for level in levels:
+        ep = rollout_level(level, steps, difficulty, policy="expert")
+        frames.append(ep["frames"][:-1]), nxt.append(ep["frames"][1:]), actions.append(ep["actions"][:-1])
+        keep.append(~ep["dones"][:-1])  # frames[t+1] after a done is the level's start again: no transition
+    keep = np.concatenate(keep)
+    return {"frames": np.concatenate(frames)[keep], "next_frames": np.concatenate(nxt)[keep],
+            "actions": np.concatenate(actions)[keep]}
+
+
+@torch.no_grad()
+def label(world, frames: np.ndarray, next_frames: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Latent actions (N,) int64 of a world's frozen action model for frames[i] → next_frames[i]."""
+    out = []
+    for i in range(0, len(frames), batch):
+        pair = np.stack([frames[i:i + batch], next_frames[i:i + batch]], 1)  # (B, 2, H, W, 3)
+        video = torch.from_numpy(pair).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (B, 3, 2, H, W)
+        out.append(world.action_model.infer_actions(video).ravel())
+    return torch.cat(out).numpy()
+
+
+def play_levels(policy, levels: range, difficulty: str, seed: int = 0, max_steps: int = 1000) -> np.ndarray:
+    """First episode of each level, all side by side → (L,) bool: the coin was collected."""
+    from procgen import ProcgenGym3Env
+
+    envs = [ProcgenGym3Env(num=1, env_name="coinrun", start_level=level, num_levels=1,
+                           distribution_mode=difficulty, rand_seed=seed) for level in levels]
+    rng = np.random.default_rng([seed, 4])
+    live, won = np.ones(len(envs), dtype=bool), np.zeros(len(envs), dtype=bool)
+    frames = np.stack([env.observe()[1]["rgb"][0] for env in envs])
+    for _ in range(max_steps):
+        idx = np.flatnonzero(live)
+        if not len(idx):
+            break
+        keys = policy(frames[idx], rng)
+        for i, key in zip(idx, keys):
+            envs[i].act(np.array([key]))
+            reward, obs, first = envs[i].observe()
+            frames[i] = obs["rgb"][0]
+            if first[0]:
+                live[i], won[i] = False, reward[0] > 0
+    for env in envs:
+        env.close()
+    return won
+
+
+def run_coinrun(world, *, train_levels: range, label_levels: range, eval_levels: range,
+                labels: tuple[int, ...] = (0, 50, 200, 1000), difficulty: str = "easy", steps: int = 100,
+                policy_steps: int = 600, seed: int = 0, data: dict | None = None) -> dict:
+    """One seed of the comparison: latent agent per N, oracle, random; success rates with Wilson
+    intervals over `eval_levels`. `data` reuses expert transitions made before (their labelling too)."""
+    started = time.perf_counter()
+    data = data or make_data(world, train_levels, label_levels, steps, difficulty)
+    demo, few = data["demo"], data["few"]
+    num_latents = world.action_model.config.codebook_size
+    latent_policy = train_policy(demo["frames"], demo["latents"], num_latents, steps=policy_steps, seed=seed)
+    oracle = train_policy(demo["frames"], demo["actions"], NUM_ACTIONS, steps=policy_steps, seed=seed)
+    order = np.random.default_rng(seed).permutation(len(few["actions"]))
+    everything = np.arange(NUM_ACTIONS)
+    out = {"latent": {}, "mappings": {}}
+    for n in labels:
+        pick = order[:n]
+        mapping = LatentToReal(few["latents"][pick], few["actions"][pick], num_latents, everything)
+        out["mappings"][n] = mapping.majority().tolist()
+        out["latent"][n] = rate(play_levels(latent_agent(latent_policy, mapping), eval_levels, difficulty, seed))
+    out["oracle"] = rate(play_levels(lambda f, rng: oracle.act(f), eval_levels, difficulty, seed))
+    out["random"] = rate(play_levels(random_agent(everything), eval_levels, difficulty, seed))
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def make_data(world, train_levels: range, label_levels: range, steps: int, difficulty: str) -> dict:
+    """Expert transitions to clone from (`demo`) and to label by hand (`few`), both with latents."""
+    demo, few = expert_transitions(train_levels, steps, difficulty), expert_transitions(label_levels, steps, difficulty)
+    for part in (demo, few):
+        part["latents"] = label(world, part["frames"], part["next_frames"])
+    return {"demo": demo, "few": few}
