@@ -88,12 +88,13 @@ def test_rerun_into_an_earlier_runs_folder_is_refused(finished, coinrun, capsys)
 
 
 def test_overwrite_starts_afresh(finished, coinrun, tmp_path):
-    """--checkpoint.overwrite true deletes the folder's checkpoints, and the new run writes last.ckpt."""
+    """--checkpoint.overwrite true deletes the folder's checkpoints, and the new run writes last.ckpt,
+    holding its final step even when max_steps (3) is no multiple of every_n_train_steps (2)."""
     run = tmp_path / "again"
     shutil.copytree(finished[0] / "ckpt", run / "ckpt")
-    opengenie(_train_args(coinrun, run, 2, "--checkpoint.overwrite", "true"))
+    opengenie(_train_args(coinrun, run, 3, "--checkpoint.overwrite", "true"))
     assert sorted(p.name for p in (run / "ckpt").glob("*.ckpt")) == ["epoch=0-step=2.ckpt", "last.ckpt"]
-    assert torch.load(run / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert torch.load(run / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 
 def test_damaged_checkpoint_is_refused_naming_the_intact_ones(finished, coinrun, tmp_path, capsys):

@@ -212,10 +212,14 @@ class GenieCheckpoint(ModelCheckpoint):
             for old in Path(self.dirpath).glob("*.ckpt"):
                 old.unlink()
 
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        super().on_exception(trainer, pl_module, exception)  # Lightning's own `save_on_exception`
-        if not isinstance(exception, SIGTERMException) or self.dirpath is None:
-            return
+    def on_train_end(self, trainer, pl_module) -> None:
+        # The last step is saved even when max_steps is no multiple of every_n_train_steps, so
+        # last.ckpt is always the finished model (what `opengenie export` reads).
+        super().on_train_end(trainer, pl_module)
+        if self.save_last and self.dirpath and trainer.global_step != self._last_global_step_saved:
+            self._save_last(trainer)
+
+    def _save_last(self, trainer) -> str:
         path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
         if trainer.is_global_zero and os.path.islink(path):
             os.unlink(path)  # a `save_last: link` symlink: write a file, not through the link
@@ -223,6 +227,14 @@ class GenieCheckpoint(ModelCheckpoint):
         # (rather than last-v1.ckpt beside a file it does not know).
         self.last_model_path = path
         trainer.save_checkpoint(path, weights_only=False)
+        self._last_global_step_saved = trainer.global_step
+        return path
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)  # Lightning's own `save_on_exception`
+        if not isinstance(exception, SIGTERMException) or self.dirpath is None:
+            return
+        path = self._save_last(trainer)
         rank_zero_info(f"SIGTERM: saved {path} at step {trainer.global_step}; resume with --ckpt_path last")
 
 
