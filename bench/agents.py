@@ -3,6 +3,7 @@
     python bench/agents.py square --seeds 5            # the square world, end to end, per seed
     python bench/agents.py expert --levels 200         # the CoinRun expert and a random agent
     python bench/agents.py coinrun --seeds 5           # latent agent per N, oracle, random on CoinRun
+    python bench/agents.py plot                        # success against N from the two JSON files above
 
 Every success rate comes with its Wilson 95 % interval over episodes; results go to
 out/agents/<part>.json as well as to the terminal.
@@ -72,9 +73,54 @@ def coinrun(args) -> dict:
     return {"runs": runs, "latent_usage": usage, "transitions": len(data["demo"]["actions"])}
 
 
+def seed_mean(runs: list[dict], key) -> tuple[float, float, float]:
+    """Mean success over seeds and its bootstrap 95 % interval over seeds."""
+    from opengenie.evaluation.uncertainty import bootstrap_ci
+
+    values = [key(r)["rate"] for r in runs]
+    return (float(np.mean(values)), *bootstrap_ci(values))
+
+
+def plot(args) -> dict:
+    """success_vs_labels.png: the latent agent's success against N on each world, oracle and random beside it."""
+    from PIL import Image, ImageDraw
+
+    from opengenie.evaluation.figures import BACKGROUND, COLOURS, INK, _Axes
+
+    panels = [(name, json.loads((Path(args.out) / f"{name}.json").read_text())["runs"])
+              for name in ("square", "coinrun") if (Path(args.out) / f"{name}.json").exists()]
+    img = Image.new("RGB", (440 * len(panels), 340), BACKGROUND)
+    draw, table = ImageDraw.Draw(img), {}
+    for p, (name, runs) in enumerate(panels):
+        ns = [int(n) for n in runs[0]["latent"]]
+        ax = _Axes(draw, (440 * p + 60, 30, 440 * p + 420, 290), (-0.5, len(ns) - 0.5), (0, 1))
+        ax.frame("N labelled transitions (0, 10/50, ..)", "success", f"{name}: mean of {len(runs)} seeds, 95 %",
+                 xticks=1)
+        for i, (label, key) in enumerate([("oracle", lambda r: r["oracle"]), ("random", lambda r: r["random"])]):
+            mean, low, high = seed_mean(runs, key)
+            table[f"{name}/{label}"] = [mean, low, high]
+            draw.line([ax.px(-0.5, mean), ax.px(len(ns) - 0.5, mean)], fill=COLOURS[i + 1], width=2)
+            draw.text(ax.px(len(ns) - 1.4, mean + 0.05), label, fill=COLOURS[i + 1])
+        points = []
+        for j, n in enumerate(ns):
+            mean, low, high = seed_mean(runs, lambda r: r["latent"][str(n)])
+            table[f"{name}/latent N={n}"] = [mean, low, high]
+            draw.line([ax.px(j, low), ax.px(j, high)], fill=COLOURS[0], width=2)
+            draw.text((ax.px(j, 0)[0] - 8, 296), f"N={n}", fill=INK)
+            points.append(ax.px(j, mean))
+        draw.line(points, fill=COLOURS[0], width=2)
+        for x, y in points:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=COLOURS[0])
+    path = Path(args.out) / "success_vs_labels.png"
+    img.save(path)
+    for k, (m, lo, hi) in table.items():
+        print(f"{k:24s} {m:.3f} [{lo:.3f}, {hi:.3f}]")
+    return {"table": table}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=["square", "expert", "coinrun"])
+    p.add_argument("part", choices=["square", "expert", "coinrun", "plot"])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--levels", type=int, default=200)
     p.add_argument("--start-level", type=int, default=100_000, help="held-out levels: no world here saw them")
@@ -83,7 +129,7 @@ def main() -> None:
     p.add_argument("--out", default="out/agents")
     args = p.parse_args()
     torch.set_num_threads(1)
-    result = {"square": square, "expert": expert, "coinrun": coinrun}[args.part](args)
+    result = {"square": square, "expert": expert, "coinrun": coinrun, "plot": plot}[args.part](args)
     path = Path(args.out) / f"{args.part}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"args": vars(args), **result}, indent=1) + "\n")

@@ -133,3 +133,25 @@ def test_agent_command_writes_success_rates(tmp_path, capsys):
     assert result["expert"]["rate"] == 1.0 and result["expert"]["n"] == 2
     assert result["random"]["ci95"][0] <= result["random"]["rate"] <= result["random"]["ci95"][1]
     assert "expert         success 1.000" in capsys.readouterr().out
+
+
+def test_world_action_model_labels_expert_transitions_as_its_rollout_does():
+    """Labelling transitions pair by pair gives what the world's action model infers on the whole
+    episode (its encoder reads each transition on its own), and playing levels side by side
+    agrees with playing them one at a time."""
+    from opengenie import Genie
+    from opengenie.agents.coinrun import expert_transitions, label, play_levels
+    from opengenie.agents.evaluate import coinrun_episode
+    from opengenie.evaluation.rollout import infer_actions
+
+    world = Genie.from_pretrained("worlds/coinrun-small").eval()
+    demo = expert_transitions(range(100_000, 100_001), 12, "easy")
+    video = torch.from_numpy(np.concatenate([demo["frames"], demo["next_frames"][-1:]]))
+    video = video.permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, T, H, W)
+    with torch.no_grad():
+        assert label(world, demo["frames"], demo["next_frames"]).tolist() == infer_actions(world, video)[0].tolist()
+    always_right = lambda frames, rng: np.full(len(frames), 7)
+    side_by_side = play_levels(always_right, range(100_000, 100_003), "easy", max_steps=200)
+    alone = [coinrun_episode(lambda env: (lambda f: 7), level, "easy", max_steps=200)["success"]
+             for level in range(100_000, 100_003)]
+    assert side_by_side.tolist() == alone

@@ -8,4 +8,5 @@ in latent-action space; a few labelled transitions map latent actions to real on
     cloning.py    the CNN policy π(action | frame) and behavioural cloning
     mapping.py    the latent → real dictionary from N labelled transitions
     evaluate.py   success rates with 95 % intervals; the pipeline on the square world
+    coinrun.py    the pipeline on CoinRun with a world's action model
 """
