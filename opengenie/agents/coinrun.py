@@ -20,9 +20,8 @@ from opengenie.data.coinrun import NUM_ACTIONS, rollout_level
 
 
 def expert_transitions(levels: range, steps: int, difficulty: str) -> dict[str, np.ndarray]:
-    """The expert's transitions on `levels` (`steps` steps each, restarts dropped): frames and
-    next_frames (N, 64, 64, 3) uint8, actions (N,) int64, and video (L, 3, steps, 64, 64)-style
-    episodes kept as a list for labelling."""
+    """The expert's transitions on `levels` (`steps` steps each, the jumps back to a level's start
+    after a coin or a death dropped): frames and next_frames (N, 64, 64, 3) uint8, actions (N,) int64."""
     frames, nxt, actions, keep = [], [], [], []
     for level in levels:
         ep = rollout_level(level, steps, difficulty, policy="expert")

@@ -71,7 +71,7 @@ def expert_moves(pos: np.ndarray, target: np.ndarray, rng: np.random.Generator) 
 
 def expert_episodes(num: int, seed: int) -> dict[str, np.ndarray]:
     """Transitions of `num` expert episodes: frames (N, H, W, 3) uint8, next_frames (N, H, W, 3)
-    uint8 and moves (N,) int64, one row per move, the episodes' rows in order."""
+    uint8 and moves (N,) int64, one row per move (step by step, the episodes interleaved)."""
     env, rng = SquareGoal(num, seed), np.random.default_rng([seed, 1])
     frames, next_frames, moves = [], [], []
     while not env.success.all():
