@@ -49,3 +49,16 @@ def test_user_error_exits_cleanly(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["data", "shards", "--src", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert exc.value.code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_coinrun_console_has_no_gym_banner(tmp_path):
+    """`data coinrun` in a fresh process prints its progress and summary, not gym's import-time banner."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("procgen")
+    done = subprocess.run([sys.executable, "-c", "from opengenie.cli import main; main()", "data", "coinrun",
+                           "--out", str(tmp_path / "c"), "--levels", "1", "--steps-per-level", "5"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "coinrun" in done.stderr and "Gym" not in done.stderr and "gym" not in done.stderr.lower().replace("gym3", "")

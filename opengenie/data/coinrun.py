@@ -19,6 +19,8 @@ Needs the `coinrun` extra: `pip install opengenie[coinrun]` (procgen-mirror).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import multiprocessing as mp
 import os
@@ -46,6 +48,17 @@ POLICIES = {
                "plan that gets farthest right without dying (opengenie.agents.expert)", "hold": 3, "horizon": 24},
 }
 
+
+
+def procgen_env():
+    """procgen's `ProcgenGym3Env`. procgen imports the unmaintained `gym`, which prints a banner
+    to stderr on import; it says nothing about CoinRun, so the import runs with stderr held back."""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            from procgen import ProcgenGym3Env
+    except ImportError as err:
+        raise ImportError("CoinRun needs procgen: pip install 'opengenie[coinrun]'") from err
+    return ProcgenGym3Env
 
 def horizontal_key(actions: np.ndarray) -> np.ndarray:
     """The left/right part of procgen actions: 0 left, 1 neither, 2 right (`HORIZONTAL_KEYS`)."""
@@ -91,10 +104,7 @@ def rollout_level(level_seed: int, steps: int, difficulty: str = "hard", seed: i
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
-    try:
-        from procgen import ProcgenGym3Env
-    except ImportError as err:
-        raise ImportError("CoinRun needs procgen: pip install 'opengenie[coinrun]'") from err
+    ProcgenGym3Env = procgen_env()
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"expected difficulty one of {DIFFICULTIES}, got {difficulty!r}")
     if steps < 1:

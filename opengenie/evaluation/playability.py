@@ -125,7 +125,9 @@ def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[s
     recorded actions to frame `start` (procgen is deterministic given the level and its seed).
     Returns frames (K, N, 1 + steps, 64, 64, 3) uint8, keys in the order of `keys`.
     """
-    from procgen import ProcgenGym3Env
+    from opengenie.data.coinrun import procgen_env
+
+    ProcgenGym3Env = procgen_env()
 
     out = np.empty((len(keys), len(prompts), steps + 1, 64, 64, 3), dtype=np.uint8)
     for n, p in enumerate(prompts):

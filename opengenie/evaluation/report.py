@@ -118,7 +118,9 @@ def _coinrun_states(data: Path, prompts: list[dict]) -> list[dict] | None:
     if manifest is None or manifest.get("source") != "coinrun":
         return None
     try:
-        import procgen  # noqa: F401
+        from opengenie.data.coinrun import procgen_env
+
+        procgen_env()
     except ImportError:
         return None
     settings, states = manifest["settings"], []
