@@ -45,7 +45,9 @@ def label(world, frames: np.ndarray, next_frames: np.ndarray, batch: int = 256) 
 
 def play_levels(policy, levels: range, difficulty: str, seed: int = 0, max_steps: int = 1000) -> np.ndarray:
     """First episode of each level, all side by side → (L,) bool: the coin was collected."""
-    from procgen import ProcgenGym3Env
+    from opengenie.data.coinrun import procgen_env
+
+    ProcgenGym3Env = procgen_env()  # without gym's import-time banner
 
     envs = [ProcgenGym3Env(num=1, env_name="coinrun", start_level=level, num_levels=1,
                            distribution_mode=difficulty, rand_seed=seed) for level in levels]

@@ -118,7 +118,9 @@ def coinrun_episode(agent, level_seed: int, difficulty: str, seed: int = 0, max_
     `frame (64, 64, 3) uint8 -> procgen action` for that env (an expert may look ahead in it).
     Returns {"success": the coin was collected, "steps": steps taken}; procgen ends an episode
     at the coin, at a death or after 1,000 steps."""
-    from procgen import ProcgenGym3Env
+    from opengenie.data.coinrun import procgen_env
+
+    ProcgenGym3Env = procgen_env()  # without gym's import-time banner
 
     env = ProcgenGym3Env(num=1, env_name="coinrun", start_level=level_seed, num_levels=1,
                          distribution_mode=difficulty, rand_seed=seed)
