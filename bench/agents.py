@@ -59,12 +59,12 @@ def coinrun(args) -> dict:
     started = time.perf_counter()
     levels = dict(train_levels=range(0, args.train_levels), label_levels=range(1000, 1040),
                   eval_levels=range(args.start_level, args.start_level + args.levels))
-    data = make_data(world, levels["train_levels"], levels["label_levels"], 100, "easy")
+    data = make_data(world, levels["train_levels"], levels["label_levels"], 100, args.difficulty)
     print(f"expert data: {len(data['demo']['actions'])} transitions to clone, {len(data['few']['actions'])} "
           f"to label from  ({time.perf_counter() - started:.0f} s)", flush=True)
     runs = []
     for s in range(args.seeds):
-        r = run_coinrun(world, **levels, seed=s, data=data)
+        r = run_coinrun(world, **levels, seed=s, data=data, difficulty=args.difficulty)
         cells = " ".join(f"N={n}: {v['rate']:.3f}" for n, v in r["latent"].items())
         print(f"seed {s}: latent {cells} | oracle {r['oracle']['rate']:.3f} | random {r['random']['rate']:.3f}"
               f"  ({r['seconds']} s)", flush=True)
@@ -127,10 +127,13 @@ def main() -> None:
     p.add_argument("--train-levels", type=int, default=100, help="levels of expert play to clone from")
     p.add_argument("--world", default="worlds/coinrun-small", help="the world whose action model labels")
     p.add_argument("--out", default="out/agents")
+    p.add_argument("--difficulty", default="easy", choices=["easy", "hard"],
+                   help="coinrun: the levels the expert plays and the agents are scored on")
     args = p.parse_args()
     torch.set_num_threads(1)
     result = {"square": square, "expert": expert, "coinrun": coinrun, "plot": plot}[args.part](args)
-    path = Path(args.out) / f"{args.part}.json"
+    suffix = "-hard" if args.part == "coinrun" and args.difficulty == "hard" else ""
+    path = Path(args.out) / f"{args.part}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"args": vars(args), **result}, indent=1) + "\n")
     print(f"wrote {path}")
