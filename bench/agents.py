@@ -73,6 +73,21 @@ def coinrun(args) -> dict:
     return {"runs": runs, "latent_usage": usage, "transitions": len(data["demo"]["actions"])}
 
 
+def blind(args) -> dict:
+    """Agents that ignore the frame: RIGHT or RIGHT+UP (procgen keys 7 and 8) drawn at random,
+    on the held-out levels and seeds of `coinrun`: the action prior a clone has to beat."""
+    from opengenie.agents.coinrun import play_levels
+
+    levels = range(args.start_level, args.start_level + args.levels)
+    out = {}
+    for name, up in (("right or right+up, 1/2", 0.5), ("right 3/4, right+up 1/4", 0.25)):
+        rates = [float(play_levels(lambda f, rng: rng.choice([7, 8], size=len(f), p=[1 - up, up]),
+                                   levels, args.difficulty, seed).mean()) for seed in range(args.seeds)]
+        print(f"{args.difficulty} blind {name}: {np.mean(rates):.3f} per seed {rates}", flush=True)
+        out[name] = rates
+    return {"difficulty": args.difficulty, "blind": out}
+
+
 def seed_mean(runs: list[dict], key) -> tuple[float, float, float]:
     """Mean success over seeds and its bootstrap 95 % interval over seeds."""
     from opengenie.evaluation.uncertainty import bootstrap_ci
@@ -120,7 +135,7 @@ def plot(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=["square", "expert", "coinrun", "plot"])
+    p.add_argument("part", choices=["square", "expert", "coinrun", "blind", "plot"])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--levels", type=int, default=200)
     p.add_argument("--start-level", type=int, default=100_000, help="held-out levels: no world here saw them")
@@ -131,8 +146,8 @@ def main() -> None:
                    help="coinrun: the levels the expert plays and the agents are scored on")
     args = p.parse_args()
     torch.set_num_threads(1)
-    result = {"square": square, "expert": expert, "coinrun": coinrun, "plot": plot}[args.part](args)
-    suffix = "-hard" if args.part == "coinrun" and args.difficulty == "hard" else ""
+    result = {"square": square, "expert": expert, "coinrun": coinrun, "blind": blind, "plot": plot}[args.part](args)
+    suffix = "-hard" if args.part in ("coinrun", "blind") and args.difficulty == "hard" else ""
     path = Path(args.out) / f"{args.part}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"args": vars(args), **result}, indent=1) + "\n")
