@@ -441,7 +441,20 @@ def _add_agent(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--levels", type=_POSITIVE, default=200)
     e.add_argument("--start-level", type=_NONNEGATIVE, default=100_000, help="first level seed")
     e.add_argument("--difficulty", default="easy", choices=["easy", "hard"])
-    for verb in (s, e):
+    c = verbs.add_parser("coinrun", help="one seed of the CoinRun comparison: a world's action model labels "
+                                         "expert play; latent policy per N labels, oracle, random")
+    c.add_argument("--model", default="worlds/coinrun-small", help="the world whose action model labels")
+    c.add_argument("--seed", type=_SEED, default=0)
+    c.add_argument("--labels", type=_NONNEGATIVE, nargs="+", default=[0, 50, 200, 1000],
+                   help="numbers N of labelled transitions the latent-to-real dictionary is built from")
+    c.add_argument("--levels", type=_POSITIVE, default=200, help="held-out levels every agent plays")
+    c.add_argument("--start-level", type=_NONNEGATIVE, default=100_000, help="first held-out level seed")
+    c.add_argument("--train-levels", type=_POSITIVE, default=100, help="levels of expert play to clone from")
+    c.add_argument("--label-levels", type=_POSITIVE, default=40,
+                   help="levels of expert play (from seed 1000) the N labelled transitions are drawn from")
+    c.add_argument("--policy-steps", type=_POSITIVE, default=600, help="cloning steps of each policy")
+    c.add_argument("--difficulty", default="easy", choices=["easy", "hard"])
+    for verb in (s, e, c):
         verb.add_argument("--out", default=None, help="also write the results to this JSON file")
         verb.add_argument("--threads", type=_THREADS, default=1, help="torch CPU threads")
 
@@ -457,6 +470,17 @@ def _add_agent(sub: argparse._SubParsersAction) -> None:
             result = run_square(labels=tuple(args.labels), eval_episodes=args.episodes, seed=args.seed)
             rows = [(f"latent, N={n}", r) for n, r in result["latent"].items()]
             rows += [(name, result[name]) for name in ("oracle", "random", "expert")]
+        elif args.agent_command == "coinrun":
+            from opengenie import Genie
+            from opengenie.agents.coinrun import run_coinrun
+
+            world = Genie.from_pretrained(args.model).eval()
+            result = run_coinrun(world, train_levels=range(args.train_levels), label_levels=range(1000, 1000 + args.label_levels),
+                                 eval_levels=range(args.start_level, args.start_level + args.levels),
+                                 labels=tuple(args.labels), difficulty=args.difficulty,
+                                 policy_steps=args.policy_steps, seed=args.seed)
+            rows = [(f"latent, N={n}", r) for n, r in result["latent"].items()]
+            rows += [(name, result[name]) for name in ("oracle", "random")]
         else:
             import numpy as np
 

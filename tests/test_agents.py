@@ -155,3 +155,17 @@ def test_world_action_model_labels_expert_transitions_as_its_rollout_does():
     alone = [coinrun_episode(lambda env: (lambda f: 7), level, "easy", max_steps=200)["success"]
              for level in range(100_000, 100_003)]
     assert side_by_side.tolist() == alone
+
+
+def test_agent_coinrun_command_compares_latent_oracle_and_random(tmp_path, capsys):
+    """`opengenie agent coinrun` clones on the bundled world's latent labels and reports every
+    agent on the same held-out levels; with N = 0 the latent agent is the random agent."""
+    from opengenie.cli import main
+
+    main(["agent", "coinrun", "--train-levels", "2", "--label-levels", "2", "--levels", "3", "--labels", "0", "20",
+          "--policy-steps", "3", "--out", str(tmp_path / "c.json")])
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert set(result["latent"]) == {"0", "20"} and result["latent"]["0"]["n"] == result["oracle"]["n"] == 3
+    assert result["latent"]["0"]["rate"] == result["random"]["rate"]
+    out = capsys.readouterr().out
+    assert "latent, N=20" in out and "oracle" in out
