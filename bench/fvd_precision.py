@@ -16,7 +16,7 @@ import torch
 
 from opengenie.data import EpisodeClipDataset
 from opengenie.evaluation.fvd import frechet_distance
-from opengenie.evaluation.i3d import i3d_features, load_i3d
+from opengenie.features.i3d import i3d_features, load_i3d
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from opengenie.evaluation.i3d import i3d_features, load_i3d
-from opengenie.evaluation.lpips import load_lpips
+from opengenie.features.i3d import i3d_features, load_i3d
+from opengenie.features.lpips import load_lpips
 
 
 def _timed(fn, repeats: int, device: torch.device) -> float:

@@ -94,7 +94,7 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
     actions.add_parser("list", help="show each network, its source and whether the cached file verifies")
 
     def run(args: argparse.Namespace) -> None:
-        from opengenie.evaluation import weights
+        from opengenie.features import weights
 
         if args.action == "fetch":
             try:

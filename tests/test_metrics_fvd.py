@@ -14,7 +14,7 @@ from opengenie.evaluation.fvd import (
     fvd,
     trace_sqrt_product,
 )
-from opengenie.evaluation.i3d import I3D, i3d_features, load_i3d
+from opengenie.features.i3d import I3D, i3d_features, load_i3d
 
 
 def _features(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from opengenie.evaluation import weights
-from opengenie.evaluation.i3d import I3D, i3d_features, load_i3d, pad_same, preprocess
+from opengenie.features.i3d import I3D, i3d_features, load_i3d, pad_same, preprocess
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +116,7 @@ def test_too_short_clips_are_rejected(i3d: I3D) -> None:
 
 def test_state_dict_is_complete() -> None:
     """Every parameter and buffer of the port has an array in the checkpoint, and no array is left over."""
-    from opengenie.evaluation.i3d import state_dict_from_checkpoint
+    from opengenie.features.i3d import state_dict_from_checkpoint
 
     weights.fetch(["i3d"])
     state = state_dict_from_checkpoint(weights.load_arrays("i3d"))
@@ -130,7 +130,7 @@ def test_state_dict_is_complete() -> None:
 )
 def test_separable_max_pool_equals_max_pool3d(kernel: tuple, stride: tuple, shape: tuple) -> None:
     """The sliced, one-axis-at-a-time max-pool equals F.max_pool3d over the -inf "SAME" padding."""
-    from opengenie.evaluation.i3d import MaxPoolSame
+    from opengenie.features.i3d import MaxPoolSame
 
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     expected = torch.nn.functional.max_pool3d(pad_same(x, kernel, stride, float("-inf")), kernel, stride)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from opengenie.evaluation import weights
-from opengenie.evaluation.lpips import LPIPS, VGG16, load_lpips, load_vgg16
+from opengenie.features.lpips import LPIPS, VGG16, load_lpips, load_vgg16
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +89,7 @@ def test_vgg16_extracts_named_layers_with_gradients_to_the_input(lpips_models: d
 def test_lpips_gradients_are_finite(lpips_models: dict[str, LPIPS]) -> None:
     """LPIPS can serve as a loss: gradients reach the input, and stay finite where a position's
     channels are all zero (as after a ReLU)."""
-    from opengenie.evaluation.lpips import _unit_normalize
+    from opengenie.features.lpips import _unit_normalize
 
     feat = torch.zeros(1, 8, 2, 2)
     feat[0, :, 0, 0] = 1.0

@@ -35,7 +35,7 @@ def _seed_tokenizer(**overrides):
 
 @pytest.fixture(scope="module")
 def vgg_weights():
-    from opengenie.evaluation.weights import fetch
+    from opengenie.features.weights import fetch
 
     fetch(names=("vgg16",))
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from opengenie.evaluation import weights
-from opengenie.evaluation.safe_pickle import UnsafePickleError, flatten_arrays, load_numpy_pickle
+from opengenie.features import weights
+from opengenie.features.safe_pickle import UnsafePickleError, flatten_arrays, load_numpy_pickle
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,11 @@
 from opengenie.evaluation.controllability import controllability, delta_t_psnr
 from opengenie.evaluation.evaluate import evaluate_world
 from opengenie.evaluation.fvd import frechet_distance, fvd
-from opengenie.evaluation.i3d import i3d_features, load_i3d
+from opengenie.features.i3d import i3d_features, load_i3d
 from opengenie.evaluation.image_metrics import psnr, ssim
-from opengenie.evaluation.lpips import load_lpips, load_vgg16
+from opengenie.features.lpips import load_lpips, load_vgg16
 from opengenie.evaluation.report import run_eval
-from opengenie.evaluation.weights import fetch, weights_path
+from opengenie.features.weights import fetch, weights_path
 
 __all__ = [
     "controllability", "delta_t_psnr", "evaluate_world", "run_eval",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from opengenie.evaluation.i3d import I3D, i3d_features, load_i3d
+from opengenie.features.i3d import I3D, i3d_features, load_i3d
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:

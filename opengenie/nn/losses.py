@@ -3,7 +3,7 @@
     perceptual = PerceptualLoss("vgg16", layers=("features.6", "features.13", "features.18", "features.25"))
     loss = perceptual(recon, video)      # videos (B, 3, T, H, W) in [-1, 1] → scalar
 
-The VGG16 is the LPIPS trunk of `opengenie.evaluation.lpips` (torchvision layer names), with
+The VGG16 is the LPIPS trunk of `opengenie.features.lpips` (torchvision layer names), with
 weights from `opengenie weights fetch`. It is loaded on first use, onto the input's device,
 and is not a registered submodule: it never enters the tokenizer's state_dict, parameters or
 optimiser, and a tokenizer can be built (and used to encode/decode) without the weights.
@@ -19,7 +19,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from opengenie.evaluation.weights import FETCH_COMMAND
+from opengenie.features.weights import FETCH_COMMAND
 
 
 def _unit_normalize(feat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -54,7 +54,7 @@ class PerceptualLoss(nn.Module):
             FileNotFoundError: the weights are not in the cache; run `opengenie weights fetch`.
         """
         if not self._trunk:
-            from opengenie.evaluation.lpips import load_vgg16
+            from opengenie.features.lpips import load_vgg16
 
             try:
                 vgg = load_vgg16()
