@@ -25,7 +25,7 @@ from opengenie.config import DynamicsConfig
 from opengenie.maskgit import sample, training_mask_rate
 from opengenie.nn.attention import KVCache
 from opengenie.nn.blueprint import normalize
-from opengenie.nn.checks import check_finite, check_ids
+from opengenie.nn.checks import check_ids
 from opengenie.nn.patch import sincos_2d
 from opengenie.nn.st_transformer import STTransformer
 
@@ -164,7 +164,6 @@ class DynamicsModel(nn.Module):
         target = tokens  # not `inputs`: predicting the mask token would teach nothing
         ce = F.cross_entropy(logits[mask].float(), target[mask]) if mask.any() else logits.sum() * 0.0
         accuracy = (logits[mask].argmax(-1) == target[mask]).float().mean() if mask.any() else ce.detach()
-        check_finite(ce, {"cross_entropy": ce})
         return DynamicsLoss(ce, accuracy.detach(), mask.float().mean().detach())
 
     # --- generation ----------------------------------------------------------------------

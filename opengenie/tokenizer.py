@@ -21,7 +21,7 @@ from torch import nn
 
 from opengenie.config import TokenizerConfig
 from opengenie.nn.attention import KVCache
-from opengenie.nn.checks import check_finite, check_video
+from opengenie.nn.checks import check_video
 from opengenie.nn.patch import PatchEmbed, Unpatchify
 from opengenie.nn.quantize import Quantized, VectorQuantizer
 from opengenie.nn.st_transformer import STTransformer
@@ -164,7 +164,6 @@ class VideoTokenizer(nn.Module):
             parts.gan = generator_loss(self.discriminator(self._gan_frames(recon)))
         loss = (parts.recon + c.quant_loss_weight * parts.quant + c.perc_loss_weight * parts.perceptual
                 + c.gan_loss_weight * parts.gan)
-        check_finite(loss, parts.as_dict())
         return loss, parts
 
     # --- the GAN variant's second player -------------------------------------------------

@@ -94,14 +94,11 @@ def test_bad_input_gives_actionable_error(tiny, bad, message):
         tiny.tokenize(bad)
 
 
-def test_non_finite_loss_raises_with_parts():
-    """A NaN in the input or in the loss cannot reach the optimiser silently."""
+def test_nan_input_raises():
+    """A NaN in the input cannot reach the model silently (a NaN loss is the training loop's
+    to catch: tests/test_training.py::test_non_finite_loss_names_the_step)."""
     tok = VideoTokenizer(presets.tiny().tokenizer)
     video = torch.rand(1, 3, 2, 64, 64) * 2 - 1
     video[0, 0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="values in"):
         tok(video)
-    with torch.no_grad():
-        tok.from_code.weight[0, 0] = float("inf")
-    with pytest.raises(FloatingPointError, match="recon="):
-        tok(torch.rand(1, 3, 2, 64, 64) * 2 - 1)

@@ -85,10 +85,10 @@ class GenieStage(L.LightningModule):
     # --- the loop --------------------------------------------------------------------------
 
     def _loss(self, batch: dict, generator: torch.Generator | None = None) -> StepLoss:
-        try:
-            out = self.compute_loss(batch, generator)
-        except FloatingPointError as err:  # the models' own check, which cannot know the step
-            raise FloatingPointError(f"training step {self.global_step}: {err}") from None
+        out = self.compute_loss(batch, generator)
+        # The one finite check of a step, here and not in the models' compute_loss: reading the
+        # verdict waits on the device and breaks a compiled graph, so it is paid once per step,
+        # and only here is the step known to name it.
         check_finite(out.loss, out.logs, step=self.global_step)
         return out
 
