@@ -23,6 +23,15 @@ MAX_DIM, MAX_DEPTH, MAX_HEADS, MAX_SIDE, MAX_FRAMES = 16384, 256, 256, 4096, 409
 MAX_CODES, MAX_CODE_DIM, MAX_STEPS = 2**20, 4096, 10_000
 MAX_PARAMS = 20 * 10**9  # about 80 GB of fp32 weights per model
 
+# Fields that saved configs (config.json, checkpoints) may still carry but that no longer
+# exist: reading a config drops them, so worlds and checkpoints written before keep loading.
+# Any other unknown field is an error. A new field must never reuse one of these names.
+RETIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    # Never read: the discriminator has only ever judged single frames (gan_frames_per_batch).
+    "TokenizerConfig": ("gan_discriminate",),
+}
+_PART_CLASSES = {"tokenizer": "TokenizerConfig", "action": "LatentActionConfig", "dynamics": "DynamicsConfig"}
+
 
 def _check(ok: bool, msg: str) -> None:
     if not ok:
@@ -197,8 +206,6 @@ class TokenizerConfig:
     """Perceptual loss network ('vgg16'), or None for none."""
     perc_feat_layers: tuple[str, ...] = ("features.6", "features.13", "features.18", "features.25")
     """Layers whose features the perceptual loss compares."""
-    gan_discriminate: Literal["frames", "video"] = "frames"
-    """What the discriminator judges."""
     gan_frames_per_batch: int = 4
     """Frames drawn from each video for the frame discriminator."""
     gan_loss_weight: float = 0.0
@@ -424,10 +431,12 @@ class GenieConfig:
 
 
 def from_dict(cls: type, d: dict[str, Any]):
-    """Build config `cls` from a JSON-style dict (lists become tuples; unknown keys are an error)."""
+    """Build config `cls` from a JSON-style dict (lists become tuples; RETIRED_FIELDS are dropped;
+    any other unknown key is an error)."""
     names = {f.name for f in dataclasses.fields(cls)}
     if not isinstance(d, dict):
         raise ValueError(f"expected a mapping of {cls.__name__} fields, got {type(d).__name__}")
+    d = {k: v for k, v in d.items() if k not in RETIRED_FIELDS.get(cls.__name__, ())}
     unknown = set(d) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(names)}")
@@ -440,3 +449,13 @@ def _tuplify(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _tuplify(x) for k, x in v.items()}
     return v
+
+
+def without_retired(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved config dict of parts (`{"tokenizer": {...}, "action": {...}, ...}`) without its
+    RETIRED_FIELDS, so it compares equal to the config it loads as."""
+    def part(name: str, value: Any) -> Any:
+        retired = RETIRED_FIELDS.get(_PART_CLASSES.get(name, ""), ())
+        return {k: v for k, v in value.items() if k not in retired} if isinstance(value, dict) else value
+
+    return {name: part(name, value) for name, value in config.items()}

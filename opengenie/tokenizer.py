@@ -30,6 +30,18 @@ from opengenie.nn.st_transformer import STTransformer
 _SEED_NAMES = {"d_codebook": "code_dim"}
 
 
+def _seed_fields(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The seed's keywords as TokenizerConfig fields. `gan_discriminate` is the seed's choice of
+    what the discriminator judges; 'frames' (the seed's example) is the only one built here, so
+    it is accepted and has no field of its own."""
+    kwargs = dict(kwargs)
+    judged = kwargs.pop("gan_discriminate", "frames")
+    if judged != "frames":
+        raise ValueError(f"gan_discriminate={judged!r} is not supported: the discriminator judges single "
+                         f"frames (gan_frames_per_batch per video); pass gan_discriminate='frames' or leave it out")
+    return {_SEED_NAMES.get(k, k): v for k, v in kwargs.items()}
+
+
 @dataclass
 class TokenizerLoss:
     """The parts of the tokenizer's training loss (scalars) and codebook health."""
@@ -47,7 +59,7 @@ class TokenizerLoss:
 
 def config_from_seed(**kwargs: Any) -> TokenizerConfig:
     """A TokenizerConfig from the seed README's keywords (enc_desc, dec_desc, d_codebook, ...)."""
-    fields = {_SEED_NAMES.get(k, k): v for k, v in kwargs.items()}
+    fields = _seed_fields(kwargs)
     if "enc_desc" in fields:
         fields.setdefault("kind", "magvit2")
         code_dim, n_codebook = fields.get("code_dim", 18), fields.get("n_codebook", 1)
@@ -67,7 +79,7 @@ class VideoTokenizer(nn.Module):
         if config is None:
             config = config_from_seed(**seed_kwargs)
         elif seed_kwargs:
-            config = replace(config, **{_SEED_NAMES.get(k, k): v for k, v in seed_kwargs.items()})
+            config = replace(config, **_seed_fields(seed_kwargs))
         self.config = c = config
         self.discriminator: nn.Module | None = None
         self.perceptual: nn.Module | None = None

@@ -90,6 +90,27 @@ def test_config_consistency_is_checked():
     assert GenieConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_retired_config_fields_are_dropped_on_read():
+    """A config.json written when `gan_discriminate` was a field still loads, as the same config;
+    an unknown field that was never retired is still refused."""
+    import json
+    from pathlib import Path
+
+    from opengenie.config import without_retired
+
+    cfg = presets.tiny()
+    old = cfg.to_dict()
+    old["tokenizer"]["gan_discriminate"] = "frames"
+    assert GenieConfig.from_dict(old) == cfg
+    assert without_retired(old) == cfg.to_dict()
+    for world in ("coinrun-small", "coinrun-walk"):
+        saved = json.loads((Path(__file__).parent.parent / "worlds" / world / "config.json").read_text())
+        assert json.loads(GenieConfig.from_dict(saved).to_json()) == without_retired(saved)
+    old["tokenizer"]["gan_discriminat"] = "frames"
+    with pytest.raises(ValueError, match="unknown TokenizerConfig fields \\['gan_discriminat'\\]"):
+        GenieConfig.from_dict(old)
+
+
 def test_saved_world_files_are_readable_like_any_new_file(tmp_path):
     """model.safetensors gets the umask's mode, as config.json does (not the 0600 of a private temp file)."""
     import os

@@ -54,6 +54,13 @@ def test_seed_tokenizer_example_small_input(vgg_weights):
     assert tokenizer.discriminator_loss(mock_video).requires_grad
 
 
+def test_seed_gan_discriminate_takes_frames_only():
+    """The seed's `gan_discriminate='frames'` is accepted (the seed example above passes it); a
+    choice the discriminator does not implement is refused, not silently ignored."""
+    with pytest.raises(ValueError, match="gan_discriminate='video' is not supported"):
+        _seed_tokenizer(gan_discriminate="video")
+
+
 def test_magvit2_presets_pair_up():
     """MAGVIT2_ENC_DESC + MAGVIT2_DEC_DESC give back the input's shape; switches turn losses off."""
     tokenizer = VideoTokenizer(enc_desc=MAGVIT2_ENC_DESC, dec_desc=MAGVIT2_DEC_DESC, d_codebook=18,

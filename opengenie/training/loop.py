@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from opengenie.config import without_retired
 from opengenie.nn.checks import check_finite
 from opengenie.training.checkpoints import config_differences
 from opengenie.training.schedule import build_optimizer, check_schedule
@@ -204,6 +205,7 @@ class GenieStage(L.LightningModule):
         # Weights of another model config can load without complaint (action conditioning,
         # for one, changes no parameter), so a resumed run must be the model it continues.
         saved = checkpoint.get("hyper_parameters", {}).get("genie_config")
+        saved = without_retired(saved) if isinstance(saved, dict) else saved  # fields no config has now
         if saved is not None and saved != self.hparams.genie_config:
             changed = ", ".join(config_differences(saved, self.hparams.genie_config))
             raise ValueError(f"the checkpoint was trained with another model config ({changed}); "
