@@ -1,10 +1,11 @@
-"""Evaluation: image and video metrics, and the pretrained feature networks they rely on.
+"""Evaluation: image and video metrics. The pretrained feature networks they rely on live in
+`opengenie.features` and are re-exported here.
 
     psnr, ssim          pixel metrics per frame              (image_metrics.py)
-    load_lpips          LPIPS distance, AlexNet or VGG16     (lpips.py)
+    load_lpips          LPIPS distance, AlexNet or VGG16     (features/lpips.py)
     load_vgg16          the frozen VGG16 trunk, for a perceptual loss
-    fvd, frechet_distance, i3d_features, load_i3d            (fvd.py, i3d.py)
-    fetch, weights_path the offline weight cache             (weights.py)
+    fvd, frechet_distance, i3d_features, load_i3d            (fvd.py, features/i3d.py)
+    fetch, weights_path the offline weight cache             (features/weights.py)
     controllability, delta_t_psnr   ΔtPSNR of a world model  (controllability.py)
     evaluate_world, run_eval        every metric of a world; `opengenie eval`  (evaluate.py, report.py)
 """
