@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from opengenie.evaluation import weights
+from opengenie.features import weights
 from opengenie.nn.discriminator import FrameDiscriminator, discriminator_loss, generator_loss, gradient_penalty
 from opengenie.nn.losses import PerceptualLoss
 

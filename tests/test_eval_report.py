@@ -9,7 +9,7 @@ import torch
 from opengenie import Genie, presets
 from opengenie.cli import main
 from opengenie.data import generate_coinrun
-from opengenie.evaluation import weights
+from opengenie.features import weights
 from opengenie.evaluation.report import run_eval
 
 KEYS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from opengenie.evaluation import weights
+from opengenie.features import weights
 from opengenie.evaluation.fvd import (
     RunningStats,
     feature_stats,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from opengenie.evaluation import weights
+from opengenie.features import weights
 from opengenie.features.i3d import I3D, i3d_features, load_i3d, pad_same, preprocess
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from opengenie.evaluation import weights
+from opengenie.features import weights
 from opengenie.features.lpips import LPIPS, VGG16, load_lpips, load_vgg16
 
 

@@ -116,11 +116,11 @@ def evaluate_world(world: Genie, clips, seed: int = 0, batch_size: int = 8,
     world.eval()
     lpips = i3d = None
     if "lpips" not in skip:
-        from opengenie.evaluation.lpips import load_lpips
+        from opengenie.features.lpips import load_lpips
 
         lpips = load_lpips("alexnet", device)
     if "fvd" not in skip:
-        from opengenie.evaluation.i3d import i3d_features, load_i3d
+        from opengenie.features.i3d import i3d_features, load_i3d
 
         i3d = load_i3d(device)
 

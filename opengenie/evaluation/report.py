@@ -45,7 +45,7 @@ def _check_inputs(model: Path, data: Path, skip: tuple[str, ...], numbers: dict[
 
 
 def _check_weights(skip: tuple[str, ...]) -> None:
-    from opengenie.evaluation.weights import weights_path
+    from opengenie.features.weights import weights_path
 
     for metric, name in WEIGHTS_OF.items():
         if metric not in skip:
