@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from opengenie.agents.evaluate import coinrun_episode, rate, run_square
-from opengenie.agents.expert import LookaheadExpert
+from opengenie.data.expert import LookaheadExpert
 
 
 def square(args) -> dict:

@@ -485,7 +485,7 @@ def _add_agent(sub: argparse._SubParsersAction) -> None:
             import numpy as np
 
             from opengenie.agents.evaluate import coinrun_episode, rate
-            from opengenie.agents.expert import LookaheadExpert
+            from opengenie.data.expert import LookaheadExpert
 
             rng = np.random.default_rng(0)
             agents = {"expert": lambda env: LookaheadExpert(env).act,

@@ -94,7 +94,7 @@ def test_latent_actions_give_an_agent_from_few_labels():
 
 def test_horizontal_shift_reads_how_far_the_camera_moved():
     """Two crops of one CoinRun frame, the second s px further right, read as a camera move of s."""
-    from opengenie.agents.expert import horizontal_shift
+    from opengenie.data.expert import horizontal_shift
     from opengenie.data.coinrun import rollout_level
 
     frame = rollout_level(100_000, 1, "easy")["frames"][0]
@@ -107,7 +107,7 @@ def test_coinrun_expert_collects_the_coin_on_held_out_levels(tmp_path):
     """The look-ahead expert collects the coin on every one of five unseen easy and hard levels,
     and `opengenie data coinrun --policy expert` records its episodes with their actions."""
     from opengenie.agents.evaluate import coinrun_episode
-    from opengenie.agents.expert import LookaheadExpert
+    from opengenie.data.expert import LookaheadExpert
     from opengenie.data.coinrun import POLICIES, generate
     from opengenie.data.episodes import load_episode
 

@@ -45,7 +45,7 @@ POLICIES = {
     "explore": {"policy": "explore", "description": "a key held for a random number of steps, right-biased",
                 "hold_min": 2, "hold_max": 12, "keys": {str(k): v for k, v in EXPLORE_KEYS.items()}},
     "expert": {"policy": "expert", "description": "looks ahead on a saved copy of the game and takes the "
-               "plan that gets farthest right without dying (opengenie.agents.expert)", "hold": 3, "horizon": 24},
+               "plan that gets farthest right without dying (opengenie.data.expert)", "hold": 3, "horizon": 24},
 }
 
 
@@ -114,7 +114,7 @@ def rollout_level(level_seed: int, steps: int, difficulty: str = "hard", seed: i
         distribution_mode=difficulty, rand_seed=seed,
     )
     if policy == "expert":  # closed loop: it reads the frames and plays ahead in this env
-        from opengenie.agents.expert import LookaheadExpert, play_level
+        from opengenie.data.expert import LookaheadExpert, play_level
 
         episode = play_level(env, steps, LookaheadExpert(env, POLICIES["expert"]["hold"], POLICIES["expert"]["horizon"]))
         env.close()
