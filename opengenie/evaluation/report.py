@@ -171,7 +171,8 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
 
     manifest = read_manifest(data)
     coinrun = manifest is not None and manifest.get("source") == "coinrun"
-    _check_actions(ds.paths, manifest.get("settings", {}).get("num_actions") if manifest else None)
+    true_actions = manifest.get("settings", {}).get("num_actions") if manifest else None
+    _check_actions(ds.paths, true_actions)
     check_clips(clips, skip)  # settings no metric can run at are named before missing weights are
     _check_weights(skip)
     started = time.perf_counter()
@@ -179,7 +180,6 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
                                                 progress=progress, fvd_precision=fvd_precision)
     parts = {"clips": time.perf_counter() - started}
     pooled = pooled_transitions(world, ds.paths, coinrun, progress, frame_skip=world.config.frame_skip)
-    true_actions = manifest.get("settings", {}).get("num_actions") if manifest else None
     metrics["actions"] = action_diagnostics(pooled, world.num_actions, true_actions)
     threshold = broken_threshold(pooled)
     parts["transitions"] = time.perf_counter() - started - sum(parts.values())
