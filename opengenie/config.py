@@ -21,6 +21,7 @@ ARROWS = ("ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown")
 # building it would try to allocate terabytes before any other check could speak.
 MAX_DIM, MAX_DEPTH, MAX_HEADS, MAX_SIDE, MAX_FRAMES = 16384, 256, 256, 4096, 4096
 MAX_CODES, MAX_CODE_DIM, MAX_STEPS = 2**20, 4096, 10_000
+MAX_TEMPERATURE = 100.0  # MaskGIT sampling temperature; far past it every draw is uniform noise
 MAX_PARAMS = 20 * 10**9  # about 80 GB of fp32 weights per model
 
 # Fields that saved configs (config.json, checkpoints) may still carry but that no longer
@@ -30,7 +31,6 @@ RETIRED_FIELDS: dict[str, tuple[str, ...]] = {
     # Never read: the discriminator has only ever judged single frames (gan_frames_per_batch).
     "TokenizerConfig": ("gan_discriminate",),
 }
-_PART_CLASSES = {"tokenizer": "TokenizerConfig", "action": "LatentActionConfig", "dynamics": "DynamicsConfig"}
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -227,7 +227,6 @@ class TokenizerConfig:
         else:
             _check(self.enc_desc is not None and self.dec_desc is not None,
                    "a magvit2 tokenizer needs enc_desc and dec_desc blueprints")
-        _check(self.codebook_size >= 2, f"codebook_size must be >= 2, got {self.codebook_size}")
         _check_range("tokenizer: codebook_size", self.codebook_size, 2, MAX_CODES)
         _check_range("tokenizer: code_dim", self.code_dim, 1, MAX_CODE_DIM)
         _check_range("tokenizer: n_codebook", self.n_codebook, 1, self.code_dim)
@@ -309,7 +308,6 @@ class LatentActionConfig:
         _check(self.codebook_warmup_steps >= 0, f"codebook_warmup_steps must be ≥ 0, got {self.codebook_warmup_steps}")
         _check_grid("latent action model", self.image_size, self.patch_size)
         _check_heads("latent action model", self.dim, self.heads)
-        _check(self.codebook_size >= 2, f"codebook_size must be >= 2, got {self.codebook_size}")
 
 
 @dataclass(frozen=True)
@@ -361,12 +359,15 @@ class DynamicsConfig:
             _check_heads("dynamics", self.dim, self.heads)
         else:
             _check_range("dynamics: head_dim", self.head_dim, 1, MAX_DIM)
-        _check(0.0 <= self.temperature <= 100.0, f"dynamics: temperature must be in 0..100, got {self.temperature}")
+        _check_range("dynamics: temperature", self.temperature, 0, MAX_TEMPERATURE)
         _check_range("dynamics: maskgit_steps", self.maskgit_steps, 1, MAX_STEPS)
         _check(self.action_conditioning in ("additive", "token"),
                f"action_conditioning must be 'additive' or 'token', got {self.action_conditioning!r}")
         _check(0.0 <= self.mask_rate_min <= 1.0, f"mask_rate_min must lie in [0, 1], got {self.mask_rate_min}")
-        _check(self.maskgit_steps >= 1, f"maskgit_steps must be >= 1, got {self.maskgit_steps}")
+
+
+# The parts of a GenieConfig, by field name.
+_PARTS = {"tokenizer": TokenizerConfig, "action": LatentActionConfig, "dynamics": DynamicsConfig}
 
 
 @dataclass(frozen=True)
@@ -387,7 +388,7 @@ class GenieConfig:
     (`opengenie export --frame-skip`). Evaluation reads clips, and holds real keys, at this step."""
 
     def __post_init__(self) -> None:
-        for name, kind in (("tokenizer", TokenizerConfig), ("action", LatentActionConfig), ("dynamics", DynamicsConfig)):
+        for name, kind in _PARTS.items():
             _check(isinstance(getattr(self, name), kind), f"GenieConfig.{name} must be a {kind.__name__}, "
                                                           f"got {type(getattr(self, name)).__name__}")
         _check_fields(self)
@@ -421,13 +422,12 @@ class GenieConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown GenieConfig fields {sorted(unknown)}")
-        parts = {"tokenizer": TokenizerConfig, "action": LatentActionConfig, "dynamics": DynamicsConfig}
-        for name in parts:
+        for name, kind in _PARTS.items():
             if not isinstance(d.get(name), dict):
-                raise ValueError(f"GenieConfig needs a {name!r} mapping of {parts[name].__name__} fields, "
+                raise ValueError(f"GenieConfig needs a {name!r} mapping of {kind.__name__} fields, "
                                  f"got {d.get(name)!r}")
-        return cls(**{name: from_dict(kind, d[name]) for name, kind in parts.items()},
-                   **{k: _tuplify(v) for k, v in d.items() if k not in parts})
+        return cls(**{name: from_dict(kind, d[name]) for name, kind in _PARTS.items()},
+                   **{k: _tuplify(v) for k, v in d.items() if k not in _PARTS})
 
 
 def from_dict(cls: type, d: dict[str, Any]):
@@ -455,7 +455,7 @@ def without_retired(config: dict[str, Any]) -> dict[str, Any]:
     """A saved config dict of parts (`{"tokenizer": {...}, "action": {...}, ...}`) without its
     RETIRED_FIELDS, so it compares equal to the config it loads as."""
     def part(name: str, value: Any) -> Any:
-        retired = RETIRED_FIELDS.get(_PART_CLASSES.get(name, ""), ())
+        retired = RETIRED_FIELDS.get(_PARTS[name].__name__, ()) if name in _PARTS else ()
         return {k: v for k, v in value.items() if k not in retired} if isinstance(value, dict) else value
 
     return {name: part(name, value) for name, value in config.items()}
