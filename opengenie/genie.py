@@ -24,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from opengenie.config import GenieConfig
+from opengenie.config import MAX_STEPS, MAX_TEMPERATURE, GenieConfig
 from opengenie.dynamics import DynamicsModel
 from opengenie.images import ImageLike, load_frames, to_frames, to_video
 from opengenie.latent_action import LatentActionModel
@@ -87,10 +87,11 @@ def read_weights(path: str | Path, expected: dict[str, torch.Tensor], device: st
 def check_sampling(steps: int | None, temperature: float | None) -> None:
     """Refuse MaskGIT settings no step can run with (None means the model's own)."""
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
-                              or not 1 <= steps <= 10_000):
-        raise ValueError(f"steps (MaskGIT steps per frame) must be an integer in 1..10000, got {steps!r}")
-    if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= 100):
-        raise ValueError(f"temperature must be a number in 0..100 (0: the most likely tokens), got {temperature!r}")
+                              or not 1 <= steps <= MAX_STEPS):
+        raise ValueError(f"steps (MaskGIT steps per frame) must be an integer in 1..{MAX_STEPS}, got {steps!r}")
+    if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= MAX_TEMPERATURE):
+        raise ValueError(f"temperature must be a number in 0..{MAX_TEMPERATURE:g} (0: the most likely tokens), "
+                         f"got {temperature!r}")
 
 
 def _names(what: str, names: list[str]) -> str:

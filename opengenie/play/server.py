@@ -31,7 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
-from opengenie.genie import Genie
+from opengenie.genie import Genie, check_sampling
 from opengenie.images import ImageLike, load_frames
 from opengenie.play.render import gif_bytes, upscale
 from opengenie.play.samples import sample_frames
@@ -111,10 +111,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
         raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout}")
     if not (isinstance(max_sessions, int) and max_sessions >= 1):
         raise ValueError(f"max_sessions must be an integer >= 1, got {max_sessions}")
-    if temperature is not None and not 0 <= temperature <= 100:  # NaN fails both comparisons
-        raise ValueError(f"temperature must be in 0..100, got {temperature}")
-    if steps is not None and not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps (MaskGIT steps per frame) must be an integer >= 1, got {steps}")
+    check_sampling(steps, temperature)
     size = world.image_size
     samples = sample_frames(data) if data is not None else []
     if prompt is not None:
