@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 
 from opengenie.agents.cloning import train_policy
-from opengenie.agents.evaluate import latent_agent, random_agent, rate
+from opengenie.agents.evaluate import label_transitions, latent_agent, random_agent, rate
 from opengenie.agents.mapping import LatentToReal
 from opengenie.data.coinrun import NUM_ACTIONS, rollout_level
 
@@ -32,15 +31,9 @@ def expert_transitions(levels: range, steps: int, difficulty: str) -> dict[str, 
             "actions": np.concatenate(actions)[keep]}
 
 
-@torch.no_grad()
 def label(world, frames: np.ndarray, next_frames: np.ndarray, batch: int = 256) -> np.ndarray:
     """Latent actions (N,) int64 of a world's frozen action model for frames[i] → next_frames[i]."""
-    out = []
-    for i in range(0, len(frames), batch):
-        pair = np.stack([frames[i:i + batch], next_frames[i:i + batch]], 1)  # (B, 2, H, W, 3)
-        video = torch.from_numpy(pair).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (B, 3, 2, H, W)
-        out.append(world.action_model.infer_actions(video).ravel())
-    return torch.cat(out).numpy()
+    return label_transitions(world.action_model, frames, next_frames, batch)
 
 
 def play_levels(policy, levels: range, difficulty: str, seed: int = 0, max_steps: int = 1000) -> np.ndarray:
