@@ -15,7 +15,7 @@ import numpy as np
 from opengenie.agents.cloning import train_policy
 from opengenie.agents.evaluate import label_transitions, latent_agent, random_agent, rate
 from opengenie.agents.mapping import LatentToReal
-from opengenie.data.coinrun import NUM_ACTIONS, rollout_level
+from opengenie.data.coinrun import NUM_ACTIONS, level_env, rollout_level
 
 
 def expert_transitions(levels: range, steps: int, difficulty: str) -> dict[str, np.ndarray]:
@@ -38,12 +38,7 @@ def label(world, frames: np.ndarray, next_frames: np.ndarray, batch: int = 256) 
 
 def play_levels(policy, levels: range, difficulty: str, seed: int = 0, max_steps: int = 1000) -> np.ndarray:
     """First episode of each level, all side by side → (L,) bool: the coin was collected."""
-    from opengenie.data.coinrun import procgen_env
-
-    ProcgenGym3Env = procgen_env()  # without gym's import-time banner
-
-    envs = [ProcgenGym3Env(num=1, env_name="coinrun", start_level=level, num_levels=1,
-                           distribution_mode=difficulty, rand_seed=seed) for level in levels]
+    envs = [level_env(level, difficulty, seed) for level in levels]
     rng = np.random.default_rng([seed, 4])
     live, won = np.ones(len(envs), dtype=bool), np.zeros(len(envs), dtype=bool)
     frames = np.stack([env.observe()[1]["rgb"][0] for env in envs])

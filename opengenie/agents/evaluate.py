@@ -118,12 +118,9 @@ def coinrun_episode(agent, level_seed: int, difficulty: str, seed: int = 0, max_
     `frame (64, 64, 3) uint8 -> procgen action` for that env (an expert may look ahead in it).
     Returns {"success": the coin was collected, "steps": steps taken}; procgen ends an episode
     at the coin, at a death or after 1,000 steps."""
-    from opengenie.data.coinrun import procgen_env
+    from opengenie.data.coinrun import level_env
 
-    ProcgenGym3Env = procgen_env()  # without gym's import-time banner
-
-    env = ProcgenGym3Env(num=1, env_name="coinrun", start_level=level_seed, num_levels=1,
-                         distribution_mode=difficulty, rand_seed=seed)
+    env = level_env(level_seed, difficulty, seed)
     step = agent(env)
     _, obs, _ = env.observe()
     for t in range(max_steps):

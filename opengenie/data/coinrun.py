@@ -49,7 +49,6 @@ POLICIES = {
 }
 
 
-
 def procgen_env():
     """procgen's `ProcgenGym3Env`. procgen imports the unmaintained `gym`, which prints a banner
     to stderr on import; it says nothing about CoinRun, so the import runs with stderr held back."""
@@ -59,6 +58,13 @@ def procgen_env():
     except ImportError as err:
         raise ImportError("CoinRun needs procgen: pip install 'opengenie[coinrun]'") from err
     return ProcgenGym3Env
+
+
+def level_env(level_seed: int, difficulty: str, seed: int = 0):
+    """A procgen CoinRun env (num=1) that plays level `level_seed` only, from its start."""
+    return procgen_env()(num=1, env_name="coinrun", start_level=level_seed, num_levels=1,
+                         distribution_mode=difficulty, rand_seed=seed)
+
 
 def horizontal_key(actions: np.ndarray) -> np.ndarray:
     """The left/right part of procgen actions: 0 left, 1 neither, 2 right (`HORIZONTAL_KEYS`)."""
@@ -104,15 +110,11 @@ def rollout_level(level_seed: int, steps: int, difficulty: str = "hard", seed: i
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
-    ProcgenGym3Env = procgen_env()
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"expected difficulty one of {DIFFICULTIES}, got {difficulty!r}")
     if steps < 1:
         raise ValueError(f"expected steps >= 1, got {steps}")
-    env = ProcgenGym3Env(
-        num=1, env_name="coinrun", start_level=level_seed, num_levels=1,
-        distribution_mode=difficulty, rand_seed=seed,
-    )
+    env = level_env(level_seed, difficulty, seed)
     if policy == "expert":  # closed loop: it reads the frames and plays ahead in this env
         from opengenie.data.expert import LookaheadExpert, play_level
 
