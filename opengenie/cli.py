@@ -10,6 +10,8 @@ import math
 import re
 import sys
 
+from opengenie.config_checks import MAX_STEPS, MAX_TEMPERATURE
+
 MAX_ROLLOUT = 10_000  # actions of one `generate` rollout: its frames are held in memory to write the video
 _INT = re.compile(r"[+-]?\d{1,18}")  # what a count or an id looks like; longer runs of digits are typos
 
@@ -55,8 +57,8 @@ def _action_ids(text: str) -> list[int]:
 _POSITIVE = _bounded(int, 1)
 _NONNEGATIVE = _bounded(int, 0)
 _THREADS = _bounded(int, 1, 1024)
-_TEMPERATURE = _bounded(float, 0.0, 100.0)
-_STEPS = _bounded(int, 1, 10_000)
+_TEMPERATURE = _bounded(float, 0.0, MAX_TEMPERATURE)
+_STEPS = _bounded(int, 1, MAX_STEPS)
 _SEED = _bounded(int, 0, 2**32 - 1)
 
 
