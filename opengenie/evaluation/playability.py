@@ -23,13 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from opengenie.data.coinrun import LEFT, NOOP, RIGHT, UP, level_env
 from opengenie.evaluation.motion import MAX_SHIFT, camera_shift, max_shift_for
 from opengenie.evaluation.uncertainty import bootstrap_ci
 from opengenie.genie import Genie
 
 HOLD_STEPS = 12
 MOVE_PX = 2.0  # a k-step displacement below this (px) is standing still, for labels
-COINRUN_KEYS = {"RIGHT": 7, "LEFT": 1, "UP": 5, "none": 4}  # procgen combos() indices
+COINRUN_KEYS = {"RIGHT": RIGHT, "LEFT": LEFT, "UP": UP, "none": NOOP}  # procgen combos() indices
 
 
 @dataclass
@@ -125,14 +126,9 @@ def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[s
     recorded actions to frame `start` (procgen is deterministic given the level and its seed).
     Returns frames (K, N, 1 + steps, 64, 64, 3) uint8, keys in the order of `keys`.
     """
-    from opengenie.data.coinrun import procgen_env
-
-    ProcgenGym3Env = procgen_env()
-
     out = np.empty((len(keys), len(prompts), steps + 1, 64, 64, 3), dtype=np.uint8)
     for n, p in enumerate(prompts):
-        env = ProcgenGym3Env(num=1, env_name="coinrun", start_level=int(p["level_seed"]), num_levels=1,
-                             distribution_mode=p["difficulty"], rand_seed=int(p["seed"]))
+        env = level_env(int(p["level_seed"]), p["difficulty"], int(p["seed"]))
         for t in range(int(p["start"])):
             env.act(np.asarray(p["actions"][t:t + 1], dtype=np.int64))
         state = env.get_state()
