@@ -25,11 +25,12 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from opengenie.training.callbacks import GenieCheckpoint, ImageLogger, RunSummary, Throughput
+from opengenie.training.callbacks import GenieCheckpoint, ImageLogger, Throughput
 from opengenie.training.checkpoints import check_resumable
 from opengenie.training.data import GenieDataModule
 from opengenie.training.loop import GenieStage
 from opengenie.training.modules import DynamicsModule, TokenizerModule
+from opengenie.training.summary import RunSummary
 
 STAGES = {"tokenizer": TokenizerModule, "dynamics": DynamicsModule}
 
