@@ -128,9 +128,8 @@ class GenieCLI(LightningCLI):
             last = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)  # Lightning takes the newest
             if last:
                 check_resumable(last[-1])
-        elif ckpt_path and ckpt_path not in ("best", "hpc", "registry") and not str(ckpt_path).startswith("registry:"):
-            if "://" not in str(ckpt_path):
-                check_resumable(ckpt_path)
+        elif ckpt_path and _local_file(str(ckpt_path)):
+            check_resumable(ckpt_path)
         if not ckpt_path and folder is not None and folder.is_dir() and not checkpoint.get("overwrite"):
             earlier = sorted(p.name for p in folder.glob("*.ckpt"))
             if earlier:
@@ -167,6 +166,12 @@ def parse(config: str, *overrides: str) -> dict:
     init = cli.config["model"]["init_args"]
     resolve_config(init["preset"], init.get("overrides"))
     return cli.config.as_dict()
+
+
+def _local_file(ckpt_path: str) -> bool:
+    """Whether --ckpt_path names a local file (not "best", "hpc", a registry entry or a URL)."""
+    return ckpt_path not in ("best", "hpc", "registry") and not ckpt_path.startswith("registry:") \
+        and "://" not in ckpt_path
 
 
 CONFIGS = Path(__file__).parent.parent / "configs"  # configs/<stage>/<name>.yaml, shipped in the wheel
