@@ -13,6 +13,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +184,6 @@ def write_atomically(path: str | os.PathLike, write) -> None:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         elif path.is_dir():  # a sharded checkpoint is a directory, which os.replace cannot overwrite
-            import shutil
-
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
@@ -203,8 +203,6 @@ def checkpoint_problem(path: str | os.PathLike) -> str | None:
     """What is wrong with the checkpoint file `path` (None when it looks whole), found without
     loading it: torch writes a zip archive whose directory is at its very end, so a truncated
     file has none. A directory (a sharded checkpoint) is not checked."""
-    import zipfile
-
     path = Path(path)
     if path.is_dir():
         return None
