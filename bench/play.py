@@ -38,7 +38,7 @@ def bench_one(preset: str, use_cache: bool, frames: int, device: str, bf16: bool
         for i in range(warmup + frames):
             action = torch.tensor([int(rng.integers(world.num_actions))], device=device)
             start = time.perf_counter()
-            world.advance(state, action)
+            state.step(action)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             if i >= warmup:  # warm-up steps fill allocators and pick kernels

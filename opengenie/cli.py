@@ -125,9 +125,10 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--start-level", type=_NONNEGATIVE, default=0, help="first level seed")
     c.add_argument("--workers", type=_bounded(int, 1, 256), default=1, help="processes playing levels in parallel")
     c.add_argument("--difficulty", default="hard", choices=["easy", "hard"], help="procgen distribution mode")
-    c.add_argument("--policy", default="random", choices=["random", "explore", "expert"],
+    c.add_argument("--policy", default="random", choices=["random", "explore", "wander", "expert"],
                    help="random: the paper's uniform random actions; explore: keys held for 2-12 steps, "
-                        "right-biased, so the agent walks and jumps into the level; expert: looks ahead "
+                        "right-biased, so the agent walks and jumps into the level; wander: keys held for "
+                        "4-20 steps, as often left as right; expert: looks ahead "
                         "on a copy of the game and collects the coin (docs/agents.md)")
     c.add_argument("--seed", type=_SEED, default=0, help="seed of the policy")
     c.add_argument("--compress", action="store_true", help="zip-compress episodes (~16x smaller, slower clips)")
@@ -388,10 +389,11 @@ def _rollout(world, prompt, actions: list[int], steps, temperature, seed):
 
     from opengenie.images import load_frames, to_frames, to_video
 
-    state, recon = world.start(to_video(load_frames(prompt, world.image_size)), seed)
+    state, recon = world.start(to_video(load_frames(prompt, world.image_size)), seed, maskgit_steps=steps,
+                               temperature=temperature)
     frames = [to_frames(recon[0])]
     for a in tqdm(actions, desc="frames", unit="frame", disable=len(actions) < 32, file=sys.stderr):
-        frames.append(to_frames(world.advance(state, torch.tensor([a]), steps, temperature)[0]))
+        frames.append(to_frames(state.step(torch.tensor([a]))[0]))
     return np.concatenate(frames)
 
 

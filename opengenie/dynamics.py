@@ -197,26 +197,39 @@ class DynamicsModel(nn.Module):
         else:
             if len(cache) != min(t, cache.max_frames or t):
                 raise ValueError(f"the cache holds {len(cache)} frames, expected the {t} given frames")
-
-            def logits_fn(frame: torch.Tensor) -> torch.Tensor:
-                return self._logits(frame.view(b, 1, h, w), action_in, cache)[:, 0].flatten(1, 2)
+            return torch.cat([tokens, self.next_frame(action_in, cache, steps, temperature, generator, (h, w))], dim=1)
 
         new = sample(logits_fn, new, self.mask_id, steps, temperature, generator=generator)
-        new = new.view(b, 1, h, w)
-        if cache is not None:
-            self.prefill(new, action_in, cache)
-        return torch.cat([tokens, new], dim=1)
+        return torch.cat([tokens, new.view(b, 1, h, w)], dim=1)
+
+    @torch.no_grad()
+    def next_frame(self, action_in: torch.Tensor, cache: KVCache, steps: int | None = None,
+                   temperature: float | None = None, generator: torch.Generator | None = None,
+                   grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """The frame after the ones `cache` holds: action_in (B, 1) the action into it → tokens
+        (B, 1, H', W'), whose keys/values the cache then holds too. Only the new frame is
+        computed: each MaskGIT step reads the cached past (the engine's path, `Rollout.step`)."""
+        c = self.config
+        steps = steps or c.maskgit_steps
+        temperature = c.temperature if temperature is None else temperature
+        h, w = grid if grid is not None else c.grid
+        b = action_in.shape[0]
+
+        def logits_fn(frame: torch.Tensor) -> torch.Tensor:
+            return self._logits(frame.view(b, 1, h, w), action_in, cache)[:, 0].flatten(1, 2)  # (B, N, V)
+
+        new = sample(logits_fn, action_in.new_full((b, h * w), self.mask_id), self.mask_id, steps, temperature,
+                     generator=generator).view(b, 1, h, w)
+        self.prefill(new, action_in, cache)
+        return new
 
     def prefill(self, tokens: torch.Tensor, prev_actions: torch.Tensor, cache: KVCache) -> None:
         """Write the keys/values of final frames `tokens` (B, t, H', W') into `cache`.
 
         prev_actions (B, t): the action INTO each frame (`num_actions` for a first frame).
         """
-        cache.write = True
-        try:
+        with cache.appending():
             self._logits(tokens, prev_actions, cache)
-        finally:
-            cache.write = False
 
     def prompt_actions(self, actions: torch.Tensor, frames: int) -> torch.Tensor:
         """The actions INTO `frames` prompt frames given the actions after each (for `prefill`)."""

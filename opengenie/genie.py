@@ -6,7 +6,7 @@ rollout engine that turns them into a world a person can step.
     frame = world.step(3)                     # the next frame after latent action 3
 
 The networks stay stateless; the engine state (token history and the key/value caches of the
-dynamics model and of the tokenizer's decoder) lives in a `Rollout`.
+dynamics model and of the tokenizer's decoder) lives in a `Rollout` (`opengenie.engine`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,12 +23,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from opengenie.config import MAX_STEPS, MAX_TEMPERATURE, GenieConfig
+from opengenie.config import GenieConfig
 from opengenie.dynamics import DynamicsModel
+from opengenie.engine import Rollout, check_sampling  # noqa: F401 (check_sampling: the library's one check)
 from opengenie.images import ImageLike, load_frames, to_frames, to_video
 from opengenie.latent_action import LatentActionModel
-from opengenie.nn.attention import KVCache
-from opengenie.nn.checks import check_ids, check_video
+from opengenie.nn.checks import check_video
 from opengenie.tokenizer import VideoTokenizer
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
@@ -84,33 +83,11 @@ def read_weights(path: str | Path, expected: dict[str, torch.Tensor], device: st
     return state
 
 
-def check_sampling(steps: int | None, temperature: float | None) -> None:
-    """Refuse MaskGIT settings no step can run with (None means the model's own)."""
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
-                              or not 1 <= steps <= MAX_STEPS):
-        raise ValueError(f"steps (MaskGIT steps per frame) must be an integer in 1..{MAX_STEPS}, got {steps!r}")
-    if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= MAX_TEMPERATURE):
-        raise ValueError(f"temperature must be a number in 0..{MAX_TEMPERATURE:g} (0: the most likely tokens), "
-                         f"got {temperature!r}")
-
-
 def _names(what: str, names: list[str]) -> str:
     if not names:
         return ""
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return f"{len(names)} {what} tensor{'s' if len(names) > 1 else ''} ({shown})"
-
-
-@dataclass
-class Rollout:
-    """State of one world being played: token history, actions, caches, random stream."""
-
-    tokens: torch.Tensor  # (B, T, H', W') the frames still in the context window
-    actions: torch.Tensor  # (B, T-1) the actions between them
-    dynamics_cache: KVCache | None
-    decoder_cache: KVCache | None
-    generator: torch.Generator
-    frames: list[np.ndarray] = field(default_factory=list)  # what the player has seen, (H, W, 3) uint8
 
 
 class Genie(nn.Module):
@@ -122,7 +99,8 @@ class Genie(nn.Module):
         self.tokenizer = VideoTokenizer(config.tokenizer)
         self.action_model = LatentActionModel(config.action)
         self.dynamics = DynamicsModel(config.dynamics)
-        self.state: Rollout | None = None
+        self.state: Rollout | None = None  # what reset / step play
+        self.frames: list[np.ndarray] = []  # what reset / step have shown, (H, W, 3) uint8 each
 
     @property
     def num_actions(self) -> int:
@@ -171,78 +149,41 @@ class Genie(nn.Module):
         return next(self.parameters()).device
 
     @torch.no_grad()
-    def start(self, video: torch.Tensor, seed: int | None = None, use_cache: bool = True) -> tuple[Rollout, torch.Tensor]:
+    def start(self, video: torch.Tensor, seed: int | None = None, use_cache: bool = True,
+              maskgit_steps: int | None = None, temperature: float | None = None) -> tuple[Rollout, torch.Tensor]:
         """Begin rollouts from prompt frames: video (B, C, T, H, W) in [-1, 1] →
-        (Rollout, reconstructed prompt (B, C, T, H, W)). Prompt actions come from the action model."""
-        c = self.config
-        check_video(video, c.tokenizer.in_channels, c.tokenizer.patch_size, c.tokenizer.image_size)
-        video = video[:, :, -(c.dynamics.max_frames - 1):].to(self._device)  # the context that fits
-        tokens = self.tokenizer.tokenize(video)[1]  # (B, T, H', W')
-        b, t = tokens.shape[:2]
-        actions = (self.action_model.infer_actions(video) if t > 1
-                   else tokens.new_zeros((b, 0)))  # (B, T-1)
-        generator = torch.Generator(device=self._device)
-        generator.manual_seed(int(torch.randint(0, 2**62, ())) if seed is None else seed)
-        state = Rollout(tokens, actions, None, None, generator)
-        if use_cache:
-            state.dynamics_cache = KVCache(max_frames=c.dynamics.max_frames - 1)
-            state.decoder_cache = KVCache(max_frames=c.tokenizer.max_frames - 1)
-            self.dynamics.prefill(tokens, self.dynamics.prompt_actions(actions, t), state.dynamics_cache)
-            state.decoder_cache.write = True
-        recon = self.tokenizer.decode_ids(tokens, cache=state.decoder_cache)
-        if use_cache:
-            state.decoder_cache.write = False
-        return state, recon
-
-    @torch.no_grad()
-    def advance(self, state: Rollout, action: torch.Tensor, steps: int | None = None,
-                temperature: float | None = None) -> torch.Tensor:
-        """Generate one frame per batch row after `action` (B,) int64 → frame video (B, C, 1, H, W)."""
-        check_ids(action, self.num_actions, "action", "(B,)")
-        check_sampling(steps, temperature)
-        window = self.config.dynamics.max_frames - 1
-        actions = torch.cat([state.actions, action.to(state.actions)[:, None]], dim=1)  # (B, T)
-        context, context_actions = state.tokens[:, -window:], actions[:, -window:]
-        new = self.dynamics.generate(context, context_actions, steps, temperature, cache=state.dynamics_cache,
-                                     generator=state.generator)[:, -1:]  # (B, 1, H', W')
-        # Keep only what a later step can read: the window (and the decoder's, if uncached).
-        keep = max(window, self.config.tokenizer.max_frames)
-        state.tokens = torch.cat([state.tokens, new], dim=1)[:, -keep:]
-        state.actions = actions[:, -(keep - 1):]
-        if state.decoder_cache is None:  # decode the window again, keep its last frame
-            return self.tokenizer.decode_ids(state.tokens[:, -self.config.tokenizer.max_frames:])[:, :, -1:]
-        state.decoder_cache.write = True
-        try:
-            return self.tokenizer.decode_ids(new, cache=state.decoder_cache)
-        finally:
-            state.decoder_cache.write = False
+        (Rollout, reconstructed prompt (B, C, T, H, W)). Prompt actions come from the action
+        model; `rollout.step(actions)` then plays (the engine, `opengenie.engine`)."""
+        c = self.config.tokenizer
+        check_video(video, c.in_channels, c.patch_size, c.image_size)
+        return Rollout.start(self.tokenizer, self.action_model, self.dynamics, video.to(self._device), seed,
+                             use_cache, maskgit_steps, temperature)
 
     def reset(self, prompt: ImageLike | Sequence[ImageLike], seed: int | None = None) -> np.ndarray:
         """Start playing from one or more prompt images (paths, bytes, PIL images or uint8 arrays,
         any size: resized). Returns the world's first frame (H, W, 3) uint8."""
         video = to_video(load_frames(prompt, self.image_size))
         self.state, recon = self.start(video, seed)
-        frame = to_frames(recon[0, :, -1:])[0]
-        self.state.frames = [frame]
-        return frame
+        self.frames = [to_frames(recon[0, :, -1:])[0]]
+        return self.frames[0]
 
     def step(self, action: int) -> np.ndarray:
         """Take latent action `action` in [0, num_actions) → the next frame (H, W, 3) uint8."""
         if self.state is None:
             raise RuntimeError("call reset(prompt) before step(action)")
-        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 0 <= int(action) < self.num_actions:
+        if isinstance(action, bool) or not isinstance(action, (int, np.integer)):
             raise ValueError(f"action must be an integer in 0..{self.num_actions - 1}, got {action!r}")
-        frame = to_frames(self.advance(self.state, torch.tensor([int(action)]))[0])[0]
-        self.state.frames.append(frame)
-        return frame
+        self.frames.append(to_frames(self.state.step(torch.tensor([int(action)]))[0])[0])
+        return self.frames[-1]
 
     @torch.no_grad()
     def rollout(self, prompt: torch.Tensor, actions: torch.Tensor, steps: int | None = None,
                 temperature: float | None = None, seed: int | None = None, use_cache: bool = True) -> torch.Tensor:
         """Batched play: prompt video (B, C, T0, H, W) in [-1, 1], actions (B, n) int64 →
-        video (B, C, T0 + n, H, W): the reconstructed prompt followed by n generated frames."""
+        video (B, C, T0 + n, H, W): the reconstructed prompt followed by n generated frames.
+        `steps`: MaskGIT steps per frame (None: the model's)."""
         if actions.dim() != 2 or actions.shape[0] != prompt.shape[0]:
             raise ValueError(f"expected actions (B, n) with B={prompt.shape[0]}, got {tuple(actions.shape)}")
-        state, recon = self.start(prompt, seed, use_cache)
-        frames = [recon] + [self.advance(state, actions[:, i], steps, temperature) for i in range(actions.shape[1])]
-        return torch.cat(frames, dim=2)
+        state, recon = self.start(prompt, seed, use_cache, steps, temperature)
+        actions = actions.to(self._device)
+        return torch.cat([recon] + [state.step(actions[:, i]) for i in range(actions.shape[1])], dim=2)

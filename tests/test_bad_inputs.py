@@ -382,13 +382,20 @@ def test_env_missing_world(tmp_path):
 
 
 def test_world_step_settings(tiny_world):
-    """Genie.step and advance refuse bad MaskGIT settings by name."""
+    """Genie.start / rollout refuse bad MaskGIT settings by name; a rollout refuses bad actions."""
     world = Genie(presets.tiny()).eval()
-    world.reset(np.zeros((64, 64, 3), np.uint8), seed=0)
+    video = torch.zeros(1, 3, 1, 64, 64)
     with pytest.raises(ValueError, match="temperature"):
-        world.advance(world.state, torch.tensor([0]), temperature=float("nan"))
+        world.start(video, temperature=float("nan"))
     with pytest.raises(ValueError, match="steps"):
-        world.advance(world.state, torch.tensor([0]), steps=0)
+        world.start(video, maskgit_steps=0)
+    with pytest.raises(ValueError, match="steps"):
+        world.rollout(video, torch.zeros(1, 2, dtype=torch.long), steps=1.5)
+    state, _ = world.start(video)
+    with pytest.raises(ValueError, match=r"action must lie in 0\.\.7"):
+        state.step(torch.tensor([8]))
+    with pytest.raises(ValueError, match=r"one action per rollout row"):
+        state.step(torch.tensor([0, 1]))
 
 
 @pytest.mark.parametrize("part,field,value,fragment", [

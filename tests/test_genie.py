@@ -24,7 +24,7 @@ def test_reset_and_step_give_frames(world, tmp_path):
     for a in range(world.num_actions):
         frame = world.step(a)
         assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
-    assert len(world.state.frames) == world.num_actions + 1
+    assert len(world.frames) == world.num_actions + 1
 
 
 def test_many_steps_slide_past_training_length(world):

@@ -48,10 +48,10 @@ def test_preview_leaves_the_rollout_and_its_random_stream_alone(world):
         w.reset(_prompt(), seed=3)
         w.step(1)
     tokens, actions = world.state.tokens.clone(), world.state.actions.clone()
-    frames = preview_frames(world, world.state)
+    frames = preview_frames(world.state)
     assert frames.shape == (world.num_actions, 64, 64, 3) and frames.dtype == np.uint8
     assert torch.equal(world.state.tokens, tokens) and torch.equal(world.state.actions, actions)
-    assert len(world.state.frames) == 2
+    assert len(world.frames) == 2
     for a in (4, 0, 2):
         assert np.array_equal(world.step(a), twin.step(a))
 
@@ -62,7 +62,7 @@ def test_preview_row_is_the_frame_its_action_makes(world):
     for a in range(world.num_actions):
         world.reset(_prompt(), seed=5)
         world.step(2)
-        frames = preview_frames(world, world.state)
+        frames = preview_frames(world.state)
         assert np.array_equal(world.step(a), frames[a]), f"action {a}"
 
 
@@ -70,7 +70,7 @@ def test_preview_refuses_a_batched_rollout(world):
     """A rollout of several rows is refused with a message naming the row count."""
     state, _ = world.start(torch.zeros(2, 3, 1, 64, 64))
     with pytest.raises(ValueError, match="one-row rollout.*got 2 rows"):
-        preview_frames(world, state)
+        preview_frames(state)
 
 
 # --- over the server ---------------------------------------------------------------------

@@ -230,7 +230,7 @@ def test_bf16_server_plays():
 
 def test_long_session_matches_the_engine():
     """Past the context window a session's frames equal the engine's: trimming its history changes nothing."""
-    from opengenie.genie import Rollout
+    from opengenie.engine import Rollout
     from opengenie.images import to_frames, to_video
     from opengenie.play.sessions import SessionPool
 
@@ -248,7 +248,7 @@ def test_long_session_matches_the_engine():
     frames, session = asyncio.run(play())
     state, _ = world.start(to_video(prompt))
     state.generator.manual_seed(7)
-    reference = [to_frames(world.advance(state, torch.tensor([a]))[0])[0] for a in actions]
+    reference = [to_frames(state.step(torch.tensor([a]))[0])[0] for a in actions]
     assert isinstance(session.state, Rollout) and session.state.tokens.shape[1] == 8
     assert all((f == r).all() for f, r in zip(frames, reference)) and len(session.frames) == 21
     pool.shutdown()

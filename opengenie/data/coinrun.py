@@ -40,10 +40,15 @@ HORIZONTAL_KEYS = ("left", "none", "right")
 # The explorer's keys and their odds: walking right leads into the level, jumping gets over
 # walls and gaps, walking left and standing still keep those motions in the data too.
 EXPLORE_KEYS = {RIGHT: 0.30, RIGHT_UP: 0.20, LEFT: 0.15, LEFT_UP: 0.07, UP: 0.10, NOOP: 0.13, DOWN: 0.05}
+# The wanderer holds keys longer and walks left as often as right, so walking left is as common
+# in its data as walking right (the explorer's data has little of it).
+WANDER_KEYS = {RIGHT: 0.25, RIGHT_UP: 0.12, LEFT: 0.25, LEFT_UP: 0.12, UP: 0.08, NOOP: 0.13, DOWN: 0.05}
 POLICIES = {
     "random": {"policy": "random", "description": "uniform random, no action repeats"},
     "explore": {"policy": "explore", "description": "a key held for a random number of steps, right-biased",
                 "hold_min": 2, "hold_max": 12, "keys": {str(k): v for k, v in EXPLORE_KEYS.items()}},
+    "wander": {"policy": "wander", "description": "a key held for a random number of steps, as often left as right",
+               "hold_min": 4, "hold_max": 20, "keys": {str(k): v for k, v in WANDER_KEYS.items()}},
     "expert": {"policy": "expert", "description": "looks ahead on a saved copy of the game and takes the "
                "plan that gets farthest right without dying (opengenie.data.expert)", "hold": 3, "horizon": 24},
 }
@@ -86,7 +91,8 @@ def policy_actions(policy: str, steps: int, rng: np.random.Generator) -> np.ndar
     if policy == "expert":
         raise ValueError("the expert reads each frame, so it has no actions in advance: use rollout_level")
     p = POLICIES[policy]
-    keys, odds = np.array(list(EXPLORE_KEYS)), np.array(list(EXPLORE_KEYS.values()))
+    keys = np.array([int(k) for k in p["keys"]])
+    odds = np.array(list(p["keys"].values()))
     out, t = np.empty(steps, dtype=np.int64), 0
     while t < steps:
         hold = int(rng.integers(p["hold_min"], p["hold_max"] + 1))

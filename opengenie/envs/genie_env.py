@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from opengenie.genie import Genie, Rollout, check_sampling
+from opengenie.engine import Rollout, check_sampling
+from opengenie.genie import Genie
 from opengenie.images import ImageLike, load_frames, to_frames, to_video
 
 
@@ -67,7 +68,8 @@ class GenieEnv(gym.Env):
         # MaskGIT draws from a generator seeded by the env's own stream, so a seeded reset
         # replays the same rollout for the same actions.
         world_seed = int(self.np_random.integers(2**62))
-        self._state, recon = self.world.start(to_video(self.prompt), seed=world_seed)
+        self._state, recon = self.world.start(to_video(self.prompt), world_seed, maskgit_steps=self.steps,
+                                              temperature=self.temperature)
         self._frame, self._t = to_frames(recon[0, :, -1:])[0], 0
         return self._frame, {"step": 0}
 
@@ -77,7 +79,7 @@ class GenieEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
             raise ValueError(f"action must be an integer in 0..{self.action_space.n - 1}, got {action!r}")
-        video = self.world.advance(self._state, torch.tensor([int(action)]), self.steps, self.temperature)
+        video = self._state.step(torch.tensor([int(action)]))
         self._frame, self._t = to_frames(video[0])[0], self._t + 1
         # A learned world has no reward and no terminal state; only the step budget ends it.
         return self._frame, 0.0, False, self._t >= self.max_steps, {"step": self._t}

@@ -9,7 +9,9 @@ training length: only relative distances matter, and the engine drops the oldest
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +23,8 @@ class KVCache:
     """Keys and values of past frames, one entry per temporal attention layer.
 
     Generation runs the newest frame many times (one MaskGIT step each) against a fixed past.
-    While `write` is False the layers read the cache and leave it as it is; the engine runs one
-    last pass with `write = True` once the frame's tokens are final, which appends them.
+    Outside `appending()` the layers read the cache and leave it as it is; the engine runs one
+    last pass inside `with cache.appending():` once the frame's tokens are final, which appends them.
     `max_frames` bounds the history: older frames are dropped as new ones arrive.
 
     Each layer's keys and values live in preallocated buffers (B', heads, capacity, d): a step
@@ -40,6 +42,15 @@ class KVCache:
         self._len: dict[int, int] = {}  # frames held, per layer
         self._first: dict[int, int] = {}  # buffer index of the oldest held frame, per layer
         self._pos: dict[int, int] = {}  # absolute index of the next frame, per layer
+
+    @contextlib.contextmanager
+    def appending(self) -> Iterator["KVCache"]:
+        """Within this block every layer's pass appends its keys/values (the frames are final)."""
+        self.write = True
+        try:
+            yield self
+        finally:
+            self.write = False
 
     def __len__(self) -> int:
         """Number of frames held (the same for every layer)."""
@@ -116,9 +127,16 @@ class Attention(nn.Module):
         self.k_norm = nn.RMSNorm(head_dim) if qk_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
-        # Norms in fp32 (their weights are fp32; under bf16 autocast the inputs are not).
-        q, k = self.q_norm(q.float()).to(v.dtype), self.k_norm(k.float()).to(v.dtype)
+        qkv = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+        v = qkv[2]
+        if isinstance(self.q_norm, nn.RMSNorm):
+            # Both norms in one call over the stacked queries and keys (the same arithmetic as
+            # q_norm(q), k_norm(k); a play step runs dozens of these on tiny tensors), in fp32:
+            # their weights are fp32, and under bf16 autocast the inputs are not.
+            weight = torch.stack([self.q_norm.weight, self.k_norm.weight])[:, None, None, None]  # (2, 1, 1, 1, d)
+            q, k = (F.rms_norm(qkv[:2].float(), qkv.shape[-1:], eps=self.q_norm.eps) * weight).to(v.dtype)
+        else:
+            q, k = qkv[0], qkv[1]
         start = cache.position(self) if cache is not None else 0
         if self.rope:
             q, k = rotary(q, start), rotary(k, start)
@@ -130,6 +148,11 @@ class Attention(nn.Module):
             # diagonal top-left, which is wrong once a cache makes keys outnumber queries.
             mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=x.device).tril(past)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif q.shape[2] == 1 and k.shape[2] > 1:
+            # One query per sequence (a play step's new frame against its cached past): two
+            # batched products cost two thirds of the fused kernel's set-up on the CPU.
+            weights = torch.softmax((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5, dim=-1)  # (B', h, 1, past + 1)
+            out = weights @ v  # (B', h, 1, d)
         else:
-            out = F.scaled_dot_product_attention(q, k, v)  # one query sees all of the past
+            out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))

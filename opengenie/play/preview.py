@@ -2,7 +2,7 @@
 frame, each on its own copy of the rollout, so the player's history and random stream stay as
 they were (the play page's action preview).
 
-    frames = preview_frames(world, state)   # (N, H, W, 3) uint8, row a = the frame after action a
+    frames = preview_frames(rollout)   # (N, H, W, 3) uint8, row a = the frame after action a
 
 Each copy starts from the rollout's own random state, so row a is exactly the frame that taking
 action a next will produce.
@@ -10,27 +10,15 @@ action a next will produce.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 
-from opengenie.genie import Genie, Rollout
+from opengenie.engine import Rollout
 from opengenie.images import to_frames
 
 
-def branch(state: Rollout) -> Rollout:
-    """A copy of `state` that shares nothing a step writes to: its token history, key/value
-    caches and a generator whose stream starts where `state`'s stands (without advancing it)."""
-    generator = torch.Generator(device=state.generator.device)
-    generator.set_state(state.generator.get_state())
-    return Rollout(state.tokens, state.actions,  # never written in place: a step replaces them
-                   copy.deepcopy(state.dynamics_cache), copy.deepcopy(state.decoder_cache), generator)
-
-
 @torch.no_grad()
-def preview_frames(world: Genie, state: Rollout, steps: int | None = None,
-                   temperature: float | None = None) -> np.ndarray:
+def preview_frames(state: Rollout) -> np.ndarray:
     """One step of each of the world's N latent actions from a one-row rollout → (N, H, W, 3)
     uint8, row a the frame after action a; `state` is left as it was. The N steps run one after
     another at batch size one (the cost of N cached steps): a batch would draw other random
@@ -38,7 +26,7 @@ def preview_frames(world: Genie, state: Rollout, steps: int | None = None,
     if state.tokens.shape[0] != 1:
         raise ValueError(f"expected a one-row rollout to preview, got {state.tokens.shape[0]} rows")
     frames = []
-    for a in range(world.num_actions):
-        video = world.advance(branch(state), torch.tensor([a]), steps, temperature)  # (1, C, 1, H, W)
+    for a in range(state.num_actions):
+        video = state.branch().step(torch.tensor([a]))  # (1, C, 1, H, W), at the rollout's MaskGIT settings
         frames.append(to_frames(video[0])[0])  # (H, W, 3)
     return np.stack(frames)  # (N, H, W, 3)

@@ -18,7 +18,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from opengenie.genie import Genie, Rollout
+from opengenie.engine import Rollout
+from opengenie.genie import Genie
 from opengenie.images import to_frames, to_video
 from opengenie.play.preview import preview_frames
 
@@ -61,9 +62,6 @@ class SessionPool:
         self.max_sessions, self.idle_timeout = max_sessions, idle_timeout
         self.sessions: dict[str, Session] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opengenie-world")
-        # Keep only the frames the engine can still look at; the rest would grow without bound.
-        c = world.config
-        self._keep = max(c.dynamics.max_frames, c.tokenizer.max_frames)
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -120,7 +118,7 @@ class SessionPool:
         return frame
 
     def _start(self, prompt: np.ndarray) -> tuple[Rollout, torch.Tensor]:
-        return self.world.start(to_video(prompt))
+        return self.world.start(to_video(prompt), maskgit_steps=self.steps, temperature=self.temperature)
 
     async def act(self, session: Session, action: int) -> np.ndarray:
         """Take latent `action` in [0, num_actions) → the next frame (H, W, 3) uint8."""
@@ -139,11 +137,7 @@ class SessionPool:
         if session.state is None:
             await self.start(session)
         session.touch()
-        return await self._run(preview_frames, self.world, session.state, self.steps, self.temperature)
+        return await self._run(preview_frames, session.state)
 
     def _advance(self, state: Rollout, action: int) -> np.ndarray:
-        video = self.world.advance(state, torch.tensor([action]), self.steps, self.temperature)
-        # The engine only ever reads the last max_frames frames; trimming keeps a long session's
-        # history (and the torch.cat over it on each step) from growing without bound.
-        state.tokens, state.actions = state.tokens[:, -self._keep:], state.actions[:, -(self._keep - 1):]
-        return to_frames(video[0])[0]
+        return to_frames(state.step(torch.tensor([action]))[0])[0]

@@ -23,8 +23,8 @@ from torch import nn
 
 from opengenie.config import GenieConfig
 from opengenie.dynamics import DynamicsModel
+from opengenie.engine import Rollout
 from opengenie.latent_action import LatentActionModel
-from opengenie.nn.attention import KVCache
 from opengenie.tokenizer import VideoTokenizer
 from opengenie.training.checkpoints import (config_dict, load_tokenizer, parts_from_dict, resolve_config,
                                             tokenizer_fingerprint)
@@ -262,12 +262,9 @@ class DynamicsModule(GenieStage):
         return {"rollout": video_grid(rows, names, labels)}
 
     def _rollout(self, first: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """first tokens (B, 1, H', W'), actions (B, n) → decoded video (B, C, n + 1, H, W).
-
-        Past frames' keys/values are cached, so each MaskGIT step computes one frame."""
-        cache = KVCache(max_frames=self.dynamics.config.max_frames)
-        self.dynamics.prefill(first, self.dynamics.prompt_actions(actions, 1), cache)
-        tokens = first
-        for t in range(actions.shape[1]):
-            tokens = self.dynamics.generate(tokens, actions[:, : t + 1], cache=cache, generator=generator)
-        return self.tokenizer.decode_ids(tokens).clamp(-1, 1)
+        """first tokens (B, 1, H', W'), actions (B, n) → decoded video (B, C, n + 1, H, W), played
+        by the engine (`opengenie.engine.Rollout`, cached: each MaskGIT step computes one frame)."""
+        rollout, prompt = Rollout.from_tokens(self.tokenizer, self.dynamics, first,
+                                              first.new_zeros((first.shape[0], 0)), generator)
+        frames = [prompt] + [rollout.step(actions[:, t]) for t in range(actions.shape[1])]
+        return torch.cat(frames, dim=2).clamp(-1, 1)

@@ -1,0 +1,151 @@
+"""The rollout engine: prompt → frames, one action at a time, for one world or N together.
+
+    rollout = Rollout.start(tokenizer, action_model, dynamics, video, seed=0)   # or Genie.start
+    frame = rollout.step(torch.tensor([3]))      # (B, C, 1, H, W) in [-1, 1], after latent action 3
+
+A `Rollout` owns everything a world being played holds: the token history (trimmed to what a
+later step can read), the actions between its frames, the key/value caches of the dynamics
+model and of the tokenizer's decoder, and the random stream of MaskGIT's draws. The networks
+stay stateless (STYLE §7), so one loaded world serves any number of rollouts. Every front door —
+`Genie.reset/step/rollout`, `GenieEnv`, the play sessions and their preview, the training
+image logger, evaluation — plays through this one class, and actions are checked here once.
+
+N rollouts that step together are one `Rollout` of batch size N (eval's clips, the action
+grid's rows): a step costs about as much per row as one rollout's on a GPU, and the caches hold
+the N histories side by side.
+"""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral
+
+import torch
+
+from opengenie.config import MAX_STEPS, MAX_TEMPERATURE
+from opengenie.nn.attention import KVCache
+from opengenie.nn.checks import check_ids
+
+
+def check_sampling(maskgit_steps: int | None, temperature: float | None) -> None:
+    """Refuse MaskGIT settings no step can run with (None means the model's own)."""
+    if maskgit_steps is not None and (isinstance(maskgit_steps, bool) or not isinstance(maskgit_steps, Integral)
+                                      or not 1 <= maskgit_steps <= MAX_STEPS):
+        raise ValueError(f"steps (MaskGIT steps per frame) must be an integer in 1..{MAX_STEPS}, "
+                         f"got {maskgit_steps!r}")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                    or not 0 <= temperature <= MAX_TEMPERATURE):
+        raise ValueError(f"temperature must be a number in 0..{MAX_TEMPERATURE:g} (0: the most likely tokens), "
+                         f"got {temperature!r}")
+
+
+class Rollout:
+    """B worlds being played: token history (B, T, H', W'), actions (B, T-1), caches, random stream.
+
+    Build one with `Rollout.start` (from prompt frames) or `Rollout.from_tokens`; `step` adds one
+    frame to every row. `maskgit_steps` / `temperature`: the sampling of every step (None: the
+    dynamics model's config). `use_cache=False` recomputes the whole window on each step (the
+    reference the cached path is tested against).
+    """
+
+    def __init__(self, tokenizer, dynamics, tokens: torch.Tensor, actions: torch.Tensor,
+                 generator: torch.Generator, use_cache: bool = True, maskgit_steps: int | None = None,
+                 temperature: float | None = None) -> None:
+        check_sampling(maskgit_steps, temperature)
+        self.tokenizer, self.dynamics = tokenizer, dynamics
+        self.tokens, self.actions, self.generator = tokens, actions, generator  # (B, T, H', W'), (B, T-1)
+        self.maskgit_steps, self.temperature = maskgit_steps, temperature
+        self.window = dynamics.config.max_frames - 1  # the frames the dynamics model reads
+        self.dynamics_cache = KVCache(max_frames=self.window) if use_cache else None
+        self.decoder_cache = KVCache(max_frames=tokenizer.config.max_frames - 1) if use_cache else None
+        if use_cache:
+            dynamics.prefill(tokens, dynamics.prompt_actions(actions, tokens.shape[1]), self.dynamics_cache)
+
+    # --- starting ------------------------------------------------------------------------
+
+    @classmethod
+    @torch.no_grad()
+    def start(cls, tokenizer, action_model, dynamics, video: torch.Tensor, seed: int | None = None,
+              use_cache: bool = True, maskgit_steps: int | None = None,
+              temperature: float | None = None) -> tuple["Rollout", torch.Tensor]:
+        """Begin from prompt frames video (B, C, T, H, W) in [-1, 1] (the last max_frames - 1 are
+        kept) → (rollout, the reconstructed prompt (B, C, T, H, W)). The actions between prompt
+        frames come from the action model."""
+        video = video[:, :, -(dynamics.config.max_frames - 1):]  # the context that fits
+        tokens = tokenizer.tokenize(video)[1]  # (B, T, H', W')
+        b, t = tokens.shape[:2]
+        actions = action_model.infer_actions(video) if t > 1 else tokens.new_zeros((b, 0))  # (B, T-1)
+        return cls.from_tokens(tokenizer, dynamics, tokens, actions, seed, use_cache, maskgit_steps, temperature)
+
+    @classmethod
+    @torch.no_grad()
+    def from_tokens(cls, tokenizer, dynamics, tokens: torch.Tensor, actions: torch.Tensor,
+                    seed: int | torch.Generator | None = None, use_cache: bool = True,
+                    maskgit_steps: int | None = None,
+                    temperature: float | None = None) -> tuple["Rollout", torch.Tensor]:
+        """Begin from prompt tokens (B, T, H', W') and the actions between them (B, T-1) →
+        (rollout, the decoded prompt (B, C, T, H, W)). `seed` may be a generator to draw from
+        (its stream is shared, not copied)."""
+        if isinstance(seed, torch.Generator):
+            generator = seed
+        else:
+            generator = torch.Generator(device=tokens.device)
+            generator.manual_seed(int(torch.randint(0, 2**62, ())) if seed is None else seed)
+        rollout = cls(tokenizer, dynamics, tokens, actions, generator, use_cache, maskgit_steps, temperature)
+        if rollout.decoder_cache is None:
+            return rollout, tokenizer.decode_ids(tokens)
+        with rollout.decoder_cache.appending():  # the prompt is the decoder's first context
+            return rollout, tokenizer.decode_ids(tokens, cache=rollout.decoder_cache)
+
+    # --- playing -------------------------------------------------------------------------
+
+    @property
+    def batch_size(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def num_actions(self) -> int:
+        return self.dynamics.config.num_actions
+
+    @torch.no_grad()
+    def step(self, action: torch.Tensor | int) -> torch.Tensor:
+        """Generate the next frame of every row after `action` (B,) int64 (an int for B = 1) →
+        video (B, C, 1, H, W) in [-1, 1]."""
+        if isinstance(action, int) and not isinstance(action, bool):
+            action = torch.tensor([action])
+        if not isinstance(action, torch.Tensor) or action.dim() != 1 or action.shape[0] != self.batch_size:
+            raise ValueError(f"expected one action per rollout row, (B,) = ({self.batch_size},) int64, "
+                             f"got {tuple(action.shape) if isinstance(action, torch.Tensor) else type(action).__name__}")
+        check_ids(action, self.num_actions, "action", "(B,)")
+        actions = torch.cat([self.actions, action.to(self.actions)[:, None]], dim=1)  # (B, T)
+        context, context_actions = self.tokens[:, -self.window:], actions[:, -self.window:]
+        if self.dynamics_cache is None:
+            new = self.dynamics.generate(context, context_actions, self.maskgit_steps, self.temperature,
+                                         generator=self.generator)[:, -1:]  # (B, 1, H', W')
+        else:
+            new = self.dynamics.next_frame(context_actions[:, -1:], self.dynamics_cache, self.maskgit_steps,
+                                           self.temperature, self.generator, grid=context.shape[2:])
+        # Keep only what a later step can read: the window (and the decoder's, if uncached).
+        keep = max(self.window, self.tokenizer.config.max_frames)
+        self.tokens = torch.cat([self.tokens, new], dim=1)[:, -keep:]
+        self.actions = actions[:, -(keep - 1):]
+        return self.decode(new)
+
+    def decode(self, new: torch.Tensor) -> torch.Tensor:
+        """Decode the newest frames `new` (B, t, H', W') that were just added → (B, C, t, H, W)."""
+        if self.decoder_cache is None:  # decode the decoder's window again, keep the new frames
+            window = self.tokens[:, -self.tokenizer.config.max_frames:]
+            return self.tokenizer.decode_ids(window)[:, :, -new.shape[1]:]
+        with self.decoder_cache.appending():
+            return self.tokenizer.decode_ids(new, cache=self.decoder_cache)
+
+    def branch(self) -> "Rollout":
+        """A copy that shares nothing a step writes to: token history, caches, and a generator
+        whose stream starts where this one's stands (without advancing it). Stepping the copy
+        with action a gives exactly the frame stepping this rollout with a would."""
+        other = copy.copy(self)  # tokens and actions are never written in place: a step replaces them
+        other.generator = torch.Generator(device=self.generator.device)
+        other.generator.set_state(self.generator.get_state())
+        other.dynamics_cache = copy.deepcopy(self.dynamics_cache)
+        other.decoder_cache = copy.deepcopy(self.decoder_cache)
+        return other

@@ -1,0 +1,52 @@
+"""The rollout engine (`opengenie.engine.Rollout`): every front door plays through it."""
+
+import pytest
+import torch
+
+from opengenie import Genie, presets
+from opengenie.engine import Rollout
+
+
+@pytest.fixture(scope="module")
+def world():
+    torch.manual_seed(0)
+    return Genie(presets.tiny()).eval()
+
+
+def test_rows_of_a_batch_play_like_separate_rollouts(world):
+    """N rollouts stepping together give, row by row, the frames of N rollouts played alone
+    (temperature 0, so the draws do not depend on the batch)."""
+    prompt = torch.rand(3, 3, 2, 64, 64) * 2 - 1
+    actions = torch.randint(0, world.num_actions, (3, 5))
+    batch = world.rollout(prompt, actions, temperature=0.0, seed=0)
+    alone = torch.cat([world.rollout(prompt[i:i + 1], actions[i:i + 1], temperature=0.0, seed=0) for i in range(3)])
+    assert batch.shape == (3, 3, 7, 64, 64)
+    torch.testing.assert_close(batch, alone, atol=1e-4, rtol=0)
+
+
+def test_history_stays_bounded_past_the_window(world):
+    """After many steps the rollout holds only what a later step can read."""
+    state, _ = world.start(torch.zeros(1, 3, 1, 64, 64), seed=0)
+    for a in range(30):
+        state.step(torch.tensor([a % world.num_actions]))
+    keep = max(world.config.dynamics.max_frames - 1, world.config.tokenizer.max_frames)
+    assert state.tokens.shape[1] == keep and state.actions.shape[1] == keep - 1
+    assert len(state.dynamics_cache) == world.config.dynamics.max_frames - 1
+
+
+def test_from_tokens_plays_like_start(world):
+    """The training image logger's door (prompt tokens) gives the frames of the play door (pixels)."""
+    video = torch.rand(1, 3, 1, 64, 64) * 2 - 1
+    played, _ = world.start(video, seed=3)
+    tokens = world.tokenizer.tokenize(video)[1]
+    logged, _ = Rollout.from_tokens(world.tokenizer, world.dynamics, tokens, tokens.new_zeros((1, 0)), seed=3)
+    for a in (1, 4, 2):
+        torch.testing.assert_close(played.step(torch.tensor([a])), logged.step(torch.tensor([a])))
+
+
+def test_settings_are_the_rollouts_own(world):
+    """MaskGIT settings given at the start hold for every step; a branch keeps them and its stream."""
+    state, _ = world.start(torch.zeros(1, 3, 1, 64, 64), seed=0, maskgit_steps=1, temperature=0.5)
+    copy = state.branch()
+    assert (copy.maskgit_steps, copy.temperature) == (1, 0.5)
+    torch.testing.assert_close(copy.step(torch.tensor([2])), state.step(torch.tensor([2])))
