@@ -89,6 +89,17 @@ def test_reward_and_done_mark_the_same_step():
     assert np.array_equal(ep["frames"][done[0] + 1], ep["frames"][0])
 
 
+def test_wander_policy_walks_left_as_often_as_right():
+    """The wandering policy holds keys for 4..20 steps and presses left about as often as right."""
+    from opengenie.data.coinrun import horizontal_key, policy_actions
+
+    actions = policy_actions("wander", 20_000, np.random.default_rng(0))
+    runs = np.diff(np.flatnonzero(np.r_[True, actions[1:] != actions[:-1], True]))
+    assert runs.mean() > 8 and set(np.unique(actions)) <= {1, 2, 3, 4, 5, 7, 8}
+    left, _, right = np.bincount(horizontal_key(actions), minlength=3) / len(actions)
+    assert left > 0.3 and right > 0.3 and abs(left - right) < 0.05
+
+
 def test_explore_policy_holds_keys_and_is_recorded(tmp_path):
     """The exploring policy holds each key for 2..12 steps, walks right most, and its parameters land in the manifest."""
     from opengenie.data.coinrun import POLICIES, horizontal_key, jump_key, policy_actions
