@@ -1,7 +1,7 @@
 """How fast a world plays: frames/s of one `step()` per preset, with and without the key/value cache.
 
     python bench/play.py [--presets tiny coinrun] [--frames 20] [--cache both|yes|no] [--bf16]
-                         [--threads N] [--device cpu] [--json out.json]
+                         [--threads N] [--device cpu] [--maskgit-steps K] [--json out.json]
 
 Each run starts from a prompt that already fills the context window (max_frames - 1 frames), so
 every timed step sees the full history a long play session has: that is the steady state a
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import time
 
@@ -23,9 +24,13 @@ import torch
 from opengenie import Genie, presets
 
 
-def bench_one(preset: str, use_cache: bool, frames: int, device: str, bf16: bool, warmup: int = 1) -> dict:
+def bench_one(preset: str, use_cache: bool, frames: int, device: str, bf16: bool, warmup: int = 1,
+              maskgit_steps: int | None = None) -> dict:
     torch.manual_seed(0)
-    world = Genie(presets.get(preset)).to(device).eval()
+    config = presets.get(preset)
+    if maskgit_steps is not None:
+        config = dataclasses.replace(config, dynamics=dataclasses.replace(config.dynamics, maskgit_steps=maskgit_steps))
+    world = Genie(config).to(device).eval()
     c = world.config
     h, w = world.image_size
     prompt = torch.rand(1, 3, c.dynamics.max_frames - 1, h, w, device=device) * 2 - 1  # a full context
@@ -60,6 +65,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="run under bfloat16 autocast")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--maskgit-steps", type=int, default=None, help="MaskGIT steps per frame (default: the preset's)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
     if args.threads:
@@ -70,7 +76,7 @@ def main() -> None:
     for preset in args.presets:
         frames = args.coinrun_frames if preset == "coinrun" and args.coinrun_frames else args.frames
         for use_cache in {"both": (True, False), "yes": (True,), "no": (False,)}[args.cache]:
-            r = bench_one(preset, use_cache, frames, args.device, args.bf16, args.warmup)
+            r = bench_one(preset, use_cache, frames, args.device, args.bf16, args.warmup, args.maskgit_steps)
             rows.append(r)
             print(f"{preset:8s} {'yes' if use_cache else 'no':5s} {r['maskgit_steps']:7d} {r['context_frames']:7d} "
                   f"{r['fps']:9.3g} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f}", flush=True)

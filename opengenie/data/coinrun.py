@@ -13,6 +13,8 @@ Policies (`POLICIES`):
              from walking right, walking left, jumping (alone or while walking), standing
              still and ducking, with walking right the most likely: sustained walks and jumps,
              and agents that get into the level.
+    wander   the same, keys held longer (4..20 steps), walking left as likely as walking right.
+    expert   looks ahead on a saved copy of the game (`expert.py`).
 
 Needs the `coinrun` extra: `pip install opengenie[coinrun]` (procgen-mirror).
 """
@@ -29,14 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from opengenie.data.episodes import write_episode
+from opengenie.data.keys import (DOWN, HORIZONTAL_KEYS, LEFT, LEFT_UP, NOOP, NUM_ACTIONS, RIGHT,  # noqa: F401
+                                 RIGHT_UP, UP, horizontal_key, jump_key)
 from opengenie.data.manifest import check_settings, describe_folder, write_manifest
 
-NUM_ACTIONS = 15  # procgen's full action set, the same for every game
 DIFFICULTIES = ("easy", "hard")
-# procgen's combos(): 0 LEFT+DOWN, 1 LEFT, 2 LEFT+UP, 3 DOWN, 4 none, 5 UP, 6 RIGHT+DOWN,
-# 7 RIGHT, 8 RIGHT+UP, 9..14 the D A W S Q E keys, which do nothing in CoinRun.
-LEFT, NOOP, UP, DOWN, RIGHT, RIGHT_UP, LEFT_UP = 1, 4, 5, 3, 7, 8, 2
-HORIZONTAL_KEYS = ("left", "none", "right")
 # The explorer's keys and their odds: walking right leads into the level, jumping gets over
 # walls and gaps, walking left and standing still keep those motions in the data too.
 EXPLORE_KEYS = {RIGHT: 0.30, RIGHT_UP: 0.20, LEFT: 0.15, LEFT_UP: 0.07, UP: 0.10, NOOP: 0.13, DOWN: 0.05}
@@ -69,17 +68,6 @@ def level_env(level_seed: int, difficulty: str, seed: int = 0):
     """A procgen CoinRun env (num=1) that plays level `level_seed` only, from its start."""
     return procgen_env()(num=1, env_name="coinrun", start_level=level_seed, num_levels=1,
                          distribution_mode=difficulty, rand_seed=seed)
-
-
-def horizontal_key(actions: np.ndarray) -> np.ndarray:
-    """The left/right part of procgen actions: 0 left, 1 neither, 2 right (`HORIZONTAL_KEYS`)."""
-    actions = np.asarray(actions)
-    return np.where(np.isin(actions, (0, 1, 2)), 0, np.where(np.isin(actions, (6, 7, 8)), 2, 1))
-
-
-def jump_key(actions: np.ndarray) -> np.ndarray:
-    """1 where a procgen action presses UP (jump in CoinRun), else 0."""
-    return np.isin(np.asarray(actions), (2, 5, 8)).astype(np.int64)
 
 
 def policy_actions(policy: str, steps: int, rng: np.random.Generator) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from opengenie.data.coinrun import LEFT, NOOP, RIGHT, RIGHT_UP, UP
+from opengenie.data.keys import LEFT, NOOP, RIGHT, RIGHT_UP, UP
 
 FIRST_KEYS = (RIGHT, RIGHT_UP, UP, NOOP, LEFT)  # in order of preference when plans tie
 THEN_KEYS = (RIGHT, RIGHT_UP)
