@@ -328,7 +328,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames-per-action", type=_bounded(int, 1, 1000), default=6,
                    help="with --grid: frames each action is held")
     p.add_argument("--out", required=True, help="rollout.gif | rollout.mp4 | grid.png (with --grid)")
-    p.add_argument("--steps", type=_STEPS, default=None, help="MaskGIT steps per frame (default: the model's)")
+    p.add_argument("--maskgit-steps", "--steps", dest="maskgit_steps", type=_STEPS, default=None,
+                   help="MaskGIT iterations per frame (default: the model's)")
     p.add_argument("--temperature", type=_TEMPERATURE, default=None,
                    help="sampling temperature, 0 = most likely tokens (default: the model's)")
     p.add_argument("--seed", type=_SEED, default=0, help="seed of the sampler and of --random")
@@ -361,7 +362,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
         if args.grid:
             out.parent.mkdir(parents=True, exist_ok=True)
-            action_grid(world, prompt, args.frames_per_action, args.steps, args.temperature, args.seed,
+            action_grid(world, prompt, args.frames_per_action, args.maskgit_steps, args.temperature, args.seed,
                         scale=args.scale or 2).save(out)
             print(f"wrote {out}: {world.num_actions} actions x {args.frames_per_action} frames")
             return
@@ -373,14 +374,14 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         else:
             n = 16 if args.random is None else args.random
             actions = np.random.default_rng(args.seed).integers(world.num_actions, size=n).tolist()
-        frames = _rollout(world, prompt, actions, args.steps, args.temperature, args.seed)
+        frames = _rollout(world, prompt, actions, args.maskgit_steps, args.temperature, args.seed)
         write_video(frames, out, fps=args.fps, scale=args.scale or 4)
         print(f"wrote {out}: {len(frames)} frames (actions {','.join(map(str, actions))})")
 
     p.set_defaults(func=run)
 
 
-def _rollout(world, prompt, actions: list[int], steps, temperature, seed):
+def _rollout(world, prompt, actions: list[int], maskgit_steps, temperature, seed):
     """Play `actions` from `prompt` → frames (T0 + n, H, W, 3) uint8, with a progress bar on
     stderr for long rollouts (as `opengenie.play.render.rollout_frames`, frame by frame)."""
     import numpy as np
@@ -389,7 +390,7 @@ def _rollout(world, prompt, actions: list[int], steps, temperature, seed):
 
     from opengenie.images import load_frames, to_frames, to_video
 
-    state, recon = world.start(to_video(load_frames(prompt, world.image_size)), seed, maskgit_steps=steps,
+    state, recon = world.start(to_video(load_frames(prompt, world.image_size)), seed, maskgit_steps=maskgit_steps,
                                temperature=temperature)
     frames = [to_frames(recon[0])]
     for a in tqdm(actions, desc="frames", unit="frame", disable=len(actions) < 32, file=sys.stderr):
@@ -404,7 +405,8 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 lets other machines play (no authentication)")
     p.add_argument("--data", default=None, help="episode folder (opengenie data coinrun) to offer starting frames")
     p.add_argument("--prompt", default=None, help="image every session starts from (default: first --data frame)")
-    p.add_argument("--steps", type=_STEPS, default=None, help="MaskGIT steps per frame (default: the model's)")
+    p.add_argument("--maskgit-steps", "--steps", dest="maskgit_steps", type=_STEPS, default=None,
+                   help="MaskGIT iterations per frame (default: the model's)")
     p.add_argument("--temperature", type=_TEMPERATURE, default=None,
                    help="sampling temperature, 0 = most likely tokens (default: the model's)")
     p.add_argument("--max-sessions", type=_bounded(int, 1, 1024), default=16, help="tabs playing at once")
@@ -426,7 +428,7 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
             torch.set_num_threads(args.threads)
 
         serve(args.model, host=args.host, port=args.port, device=args.device, data=args.data,
-              prompt=args.prompt, steps=args.steps, temperature=args.temperature,
+              prompt=args.prompt, maskgit_steps=args.maskgit_steps, temperature=args.temperature,
               max_sessions=args.max_sessions, idle_timeout=args.idle_timeout, bf16=args.bf16,
               allowed_origins=tuple(args.allow_origin))
 

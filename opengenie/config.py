@@ -193,12 +193,14 @@ class LatentActionConfig:
 class DynamicsConfig:
     """The MaskGIT dynamics model (Genie §2.1) over tokenizer ids and latent actions."""
 
-    vocab_size: int = 1024
-    """Tokenizer codebook size (the mask token is id `vocab_size`)."""
-    num_actions: int = 8
-    """Latent action codebook size."""
-    grid: tuple[int, int] | None = (16, 16)
-    """Tokens per frame (H', W'); None accepts any grid (positions are fixed sine/cosine)."""
+    vocab_size: int | None = None
+    """Token ids the model reads and predicts (the mask token is id `vocab_size`). Inside a
+    GenieConfig, None means the tokenizer's `codebook_size` (`world_fields`)."""
+    num_actions: int | None = None
+    """Latent actions; inside a GenieConfig, None means the action model's `codebook_size`."""
+    grid: tuple[int, int] | None = None
+    """Tokens per frame (H', W'); None accepts any grid (positions are fixed sine/cosine), and
+    inside a GenieConfig means the tokenizer's grid."""
     dim: int = 512
     """Width of the ST-transformer."""
     depth: int = 12
@@ -230,8 +232,10 @@ class DynamicsConfig:
         _check_stack("dynamics", self.dim, {"depth": self.depth}, self.heads, self.mlp_ratio, self.max_frames)
         _check_range("dynamics: max_frames", self.max_frames, 2, MAX_FRAMES,
                      "a frame is generated from at least one frame of context")
-        _check_range("dynamics: vocab_size", self.vocab_size, 2, MAX_CODES)
-        _check_range("dynamics: num_actions", self.num_actions, 1, MAX_CODES)
+        if self.vocab_size is not None:
+            _check_range("dynamics: vocab_size", self.vocab_size, 2, MAX_CODES)
+        if self.num_actions is not None:
+            _check_range("dynamics: num_actions", self.num_actions, 1, MAX_CODES)
         _check(self.grid is None or all(1 <= s <= MAX_SIDE for s in self.grid),
                f"dynamics: grid sides must be in 1..{MAX_SIDE}, got {self.grid}")
         if self.head_dim is None:
@@ -243,6 +247,16 @@ class DynamicsConfig:
         _check(self.action_conditioning in ("additive", "token"),
                f"action_conditioning must be 'additive' or 'token', got {self.action_conditioning!r}")
         _check(0.0 <= self.mask_rate_min <= 1.0, f"mask_rate_min must lie in [0, 1], got {self.mask_rate_min}")
+
+
+def world_fields(tokenizer: "TokenizerConfig", action: "LatentActionConfig") -> dict[str, Any]:
+    """The dynamics fields a world derives from its other parts: the one place they are derived.
+    `GenieConfig` fills the ones a DynamicsConfig leaves None; a training run's resolved config
+    (`training.checkpoints.resolve_config`) the ones no override sets."""
+    fields: dict[str, Any] = {"vocab_size": tokenizer.codebook_size, "num_actions": action.codebook_size}
+    if tokenizer.kind == "st-vivit":  # a per-frame grid exists only for the per-frame tokenizer
+        fields["grid"] = tokenizer.grid
+    return fields
 
 
 # The parts of a GenieConfig, by field name.
@@ -272,6 +286,9 @@ class GenieConfig:
                                                           f"got {type(getattr(self, name)).__name__}")
         _check_fields(self)
         t, a, d = self.tokenizer, self.action, self.dynamics
+        unset = {k: v for k, v in world_fields(t, a).items() if getattr(d, k) is None}
+        if unset:  # frozen, so filled in once here
+            object.__setattr__(self, "dynamics", d := dataclasses.replace(d, **unset))
         _check(not self.action_labels or len(self.action_labels) == d.num_actions,
                f"action_labels has {len(self.action_labels)} labels for {d.num_actions} actions; "
                "label every action or none (measure them again with `opengenie label`)")

@@ -75,6 +75,10 @@ class DynamicsModel(nn.Module):
                 raise ValueError("build DynamicsModel from a DynamicsConfig or from all of "
                                  "desc, tok_vocab, act_vocab and embed_dim")
             config = config_from_seed(desc, tok_vocab, act_vocab, embed_dim)
+        if config.vocab_size is None or config.num_actions is None:
+            raise ValueError("a DynamicsModel on its own needs vocab_size and num_actions (a GenieConfig fills "
+                             f"them from its tokenizer and action model), got {config.vocab_size=}, "
+                             f"{config.num_actions=}")
         self.config = c = config
         self.mask_id = c.vocab_size
         self.token_embed = nn.Embedding(c.vocab_size + 1, c.dim)  # + the mask token
@@ -174,6 +178,7 @@ class DynamicsModel(nn.Module):
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Append one frame: tokens (B, T, H', W'), actions (B, T) → tokens (B, T+1, H', W').
 
+        `steps`: MaskGIT iterations (the seed's keyword; `maskgit_steps` everywhere else).
         The new frame follows `actions[:, -1]`. With a `cache` that already holds frames 1..T,
         only the new frame is computed; the cache then holds it too.
         """
@@ -203,14 +208,14 @@ class DynamicsModel(nn.Module):
         return torch.cat([tokens, new.view(b, 1, h, w)], dim=1)
 
     @torch.no_grad()
-    def next_frame(self, action_in: torch.Tensor, cache: KVCache, steps: int | None = None,
+    def next_frame(self, action_in: torch.Tensor, cache: KVCache, maskgit_steps: int | None = None,
                    temperature: float | None = None, generator: torch.Generator | None = None,
                    grid: tuple[int, int] | None = None) -> torch.Tensor:
         """The frame after the ones `cache` holds: action_in (B, 1) the action into it → tokens
         (B, 1, H', W'), whose keys/values the cache then holds too. Only the new frame is
         computed: each MaskGIT step reads the cached past (the engine's path, `Rollout.step`)."""
         c = self.config
-        steps = steps or c.maskgit_steps
+        maskgit_steps = maskgit_steps or c.maskgit_steps
         temperature = c.temperature if temperature is None else temperature
         h, w = grid if grid is not None else c.grid
         b = action_in.shape[0]
@@ -218,8 +223,8 @@ class DynamicsModel(nn.Module):
         def logits_fn(frame: torch.Tensor) -> torch.Tensor:
             return self._logits(frame.view(b, 1, h, w), action_in, cache)[:, 0].flatten(1, 2)  # (B, N, V)
 
-        new = sample(logits_fn, action_in.new_full((b, h * w), self.mask_id), self.mask_id, steps, temperature,
-                     generator=generator).view(b, 1, h, w)
+        new = sample(logits_fn, action_in.new_full((b, h * w), self.mask_id), self.mask_id, maskgit_steps,
+                     temperature, generator=generator).view(b, 1, h, w)
         self.prefill(new, action_in, cache)
         return new
 

@@ -31,7 +31,7 @@ def check_sampling(maskgit_steps: int | None, temperature: float | None) -> None
     """Refuse MaskGIT settings no step can run with (None means the model's own)."""
     if maskgit_steps is not None and (isinstance(maskgit_steps, bool) or not isinstance(maskgit_steps, Integral)
                                       or not 1 <= maskgit_steps <= MAX_STEPS):
-        raise ValueError(f"steps (MaskGIT steps per frame) must be an integer in 1..{MAX_STEPS}, "
+        raise ValueError(f"maskgit_steps (MaskGIT iterations per frame) must be an integer in 1..{MAX_STEPS}, "
                          f"got {maskgit_steps!r}")
     if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
                                     or not 0 <= temperature <= MAX_TEMPERATURE):

@@ -177,13 +177,13 @@ class Genie(nn.Module):
         return self.frames[-1]
 
     @torch.no_grad()
-    def rollout(self, prompt: torch.Tensor, actions: torch.Tensor, steps: int | None = None,
+    def rollout(self, prompt: torch.Tensor, actions: torch.Tensor, maskgit_steps: int | None = None,
                 temperature: float | None = None, seed: int | None = None, use_cache: bool = True) -> torch.Tensor:
         """Batched play: prompt video (B, C, T0, H, W) in [-1, 1], actions (B, n) int64 →
         video (B, C, T0 + n, H, W): the reconstructed prompt followed by n generated frames.
-        `steps`: MaskGIT steps per frame (None: the model's)."""
+        `maskgit_steps`: MaskGIT iterations per frame (None: the model's)."""
         if actions.dim() != 2 or actions.shape[0] != prompt.shape[0]:
             raise ValueError(f"expected actions (B, n) with B={prompt.shape[0]}, got {tuple(actions.shape)}")
-        state, recon = self.start(prompt, seed, use_cache, steps, temperature)
+        state, recon = self.start(prompt, seed, use_cache, maskgit_steps, temperature)
         actions = actions.to(self._device)
         return torch.cat([recon] + [state.step(actions[:, i]) for i in range(actions.shape[1])], dim=2)

@@ -13,7 +13,7 @@ def tiny() -> GenieConfig:
                                   codebook_size=64, code_dim=16, max_frames=8, dead_code_steps=20),
         action=LatentActionConfig(patch_size=16, dim=64, depth=2, decoder_depth=2, heads=4,
                                   codebook_size=8, code_dim=16, max_frames=8, dead_code_steps=20),
-        dynamics=DynamicsConfig(vocab_size=64, num_actions=8, grid=(8, 8), dim=64, depth=2, heads=4,
+        dynamics=DynamicsConfig(dim=64, depth=2, heads=4,
                                 max_frames=8, maskgit_steps=8),
     )
 
@@ -32,7 +32,7 @@ def coinrun() -> GenieConfig:
                                   codebook_size=1024, code_dim=32, max_frames=16),
         action=LatentActionConfig(patch_size=16, dim=512, depth=8, decoder_depth=8, heads=8,
                                   codebook_size=6, max_frames=16),
-        dynamics=DynamicsConfig(vocab_size=1024, num_actions=6, grid=(16, 16), dim=512, depth=12,
+        dynamics=DynamicsConfig(dim=512, depth=12,
                                 heads=8, max_frames=16, maskgit_steps=25, temperature=1.0),
     )
 
@@ -48,7 +48,7 @@ def small() -> GenieConfig:
                                   codebook_size=512, code_dim=32, max_frames=8),
         action=LatentActionConfig(patch_size=16, dim=128, depth=2, decoder_depth=2, heads=4,
                                   codebook_size=8, code_dim=16, max_frames=16),
-        dynamics=DynamicsConfig(vocab_size=512, num_actions=8, grid=(8, 8), dim=128, depth=4, heads=4,
+        dynamics=DynamicsConfig(dim=128, depth=4, heads=4,
                                 max_frames=16, maskgit_steps=8),
     )
 

@@ -361,7 +361,7 @@ def test_env_step_before_reset(tiny_world):
     ({"max_steps": 0}, "max_steps"),
     ({"max_steps": 2.5}, "max_steps"),
     ({"render_mode": "human"}, "render_mode"),
-    ({"steps": 0}, "steps"),
+    ({"maskgit_steps": 0}, "maskgit_steps"),
     ({"temperature": float("nan")}, "temperature"),
     ({"temperature": -1.0}, "temperature"),
 ])
@@ -387,10 +387,10 @@ def test_world_step_settings(tiny_world):
     video = torch.zeros(1, 3, 1, 64, 64)
     with pytest.raises(ValueError, match="temperature"):
         world.start(video, temperature=float("nan"))
-    with pytest.raises(ValueError, match="steps"):
+    with pytest.raises(ValueError, match="maskgit_steps"):
         world.start(video, maskgit_steps=0)
-    with pytest.raises(ValueError, match="steps"):
-        world.rollout(video, torch.zeros(1, 2, dtype=torch.long), steps=1.5)
+    with pytest.raises(ValueError, match="maskgit_steps"):
+        world.rollout(video, torch.zeros(1, 2, dtype=torch.long), maskgit_steps=1.5)
     state, _ = world.start(video)
     with pytest.raises(ValueError, match=r"action must lie in 0\.\.7"):
         state.step(torch.tensor([8]))

@@ -24,7 +24,7 @@ def world():
 
 def test_passes_gymnasium_env_checker(world):
     """GenieEnv satisfies gymnasium's check_env (spaces, seeding determinism, render)."""
-    env = gym.make(ENV_ID, model=world, max_steps=5, steps=2).unwrapped
+    env = gym.make(ENV_ID, model=world, max_steps=5, maskgit_steps=2).unwrapped
     assert isinstance(env, GenieEnv)
     check_env(env, skip_render_check=False)
     assert env.observation_space.shape == (64, 64, 3) and env.action_space.n == 8
@@ -33,7 +33,7 @@ def test_passes_gymnasium_env_checker(world):
 def test_registered_and_truncates_at_max_steps(world, tmp_path):
     """gym.make builds it from a saved folder; reward is 0, it never terminates and truncates at max_steps."""
     path = world.save_pretrained(tmp_path / "world")
-    env = gym.make(ENV_ID, model=str(path), max_steps=3, steps=2)
+    env = gym.make(ENV_ID, model=str(path), max_steps=3, maskgit_steps=2)
     obs, info = env.reset(seed=1)
     assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and info["step"] == 0
     flags = []
@@ -47,7 +47,7 @@ def test_registered_and_truncates_at_max_steps(world, tmp_path):
 
 def test_prompt_option_changes_the_start(world):
     """reset(options={"prompt": image}) starts from that image, and later resets keep it."""
-    env = GenieEnv(world, steps=2)
+    env = GenieEnv(world, maskgit_steps=2)
     grey, _ = env.reset(seed=0)
     white = np.full((100, 100, 3), 255, np.uint8)
     lit, _ = env.reset(seed=0, options={"prompt": white})
@@ -57,7 +57,7 @@ def test_prompt_option_changes_the_start(world):
 
 def test_rejects_bad_actions(world):
     """Out-of-range actions and stepping before reset raise errors that say what to do."""
-    env = GenieEnv(world, steps=2)
+    env = GenieEnv(world, maskgit_steps=2)
     with pytest.raises(RuntimeError, match="reset"):
         env.step(0)
     env.reset(seed=0)

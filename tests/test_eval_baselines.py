@@ -18,7 +18,7 @@ from opengenie.evaluation.uncertainty import bootstrap_ci, summary
 class CopyWorld(Genie):
     """Ignores every action: each generated frame is the reconstructed prompt again."""
 
-    def rollout(self, prompt, actions, steps=None, temperature=None, seed=None, use_cache=True):
+    def rollout(self, prompt, actions, maskgit_steps=None, temperature=None, seed=None, use_cache=True):
         _, recon = self.start(prompt, seed, use_cache=False)
         return torch.cat([recon, recon[:, :, -1:].expand(-1, -1, actions.shape[1], -1, -1)], dim=2)
 
@@ -26,7 +26,7 @@ class CopyWorld(Genie):
 class PanWorld(Genie):
     """Action 1 pans the camera 2 px right per step (the scene moves left); every other action keeps the frame."""
 
-    def rollout(self, prompt, actions, steps=None, temperature=None, seed=None, use_cache=True):
+    def rollout(self, prompt, actions, maskgit_steps=None, temperature=None, seed=None, use_cache=True):
         frames = [prompt[:, :, -1:]]
         for i in range(actions.shape[1]):
             shift = [-2 if int(a) == 1 else 0 for a in actions[:, i]]

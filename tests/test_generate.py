@@ -52,11 +52,11 @@ def test_cli_writes_gif_and_mp4_with_every_frame(model, prompt, tmp_path):
     av = pytest.importorskip("av")
     gif, mp4 = tmp_path / "rollout.gif", tmp_path / "rollout.mp4"
     main(["generate", "--model", str(model), "--prompt", str(prompt), "--actions", "0,3,3,1", "--out", str(gif),
-          "--steps", "2"])
+          "--maskgit-steps", "2"])
     image = Image.open(gif)
     assert image.n_frames == 5 and image.size == (256, 256)
     main(["generate", "--model", str(model), "--prompt", str(prompt), "--random", "3", "--out", str(mp4),
-          "--scale", "3", "--steps", "2"])
+          "--scale", "3", "--maskgit-steps", "2"])
     with av.open(str(mp4)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == 4 and frames[0].shape == (192, 192, 3)
@@ -66,7 +66,7 @@ def test_cli_grid_has_one_row_per_action(model, prompt, tmp_path):
     """--grid writes a PNG with a row per action and 1 + k columns, of the documented size."""
     out = tmp_path / "grid.png"
     main(["generate", "--model", str(model), "--prompt", str(prompt), "--grid", "--frames-per-action", "2",
-          "--out", str(out), "--steps", "2"])
+          "--out", str(out), "--maskgit-steps", "2"])
     assert Image.open(out).size == grid_size(8, 2, (64, 64), 2)
 
 
@@ -79,10 +79,10 @@ def test_cli_refuses_bad_requests(model, prompt, tmp_path, capsys):
                         (["--grid", "--out", str(tmp_path / "a.gif")], ".png"),
                         (["--actions", "1", "--out", str(tmp_path / "a.avi")], ".gif or .mp4")]:
         with pytest.raises(SystemExit):
-            main(["generate", "--model", str(model), "--prompt", str(prompt), "--steps", "1", *argv])
+            main(["generate", "--model", str(model), "--prompt", str(prompt), "--maskgit-steps", "1", *argv])
         assert words in capsys.readouterr().err
     # Settings out of range are refused by name rather than silently replaced by defaults.
-    for flag, value, words in [("--steps", "0", "--steps: must be in 1.."), ("--scale", "0", "--scale: must be in 1.."),
+    for flag, value, words in [("--maskgit-steps", "0", "--maskgit-steps/--steps: must be in 1.."), ("--scale", "0", "--scale: must be in 1.."),
                                ("--temperature", "-1", "--temperature: must be a finite number in 0.0..")]:
         with pytest.raises(SystemExit):
             main(["generate", "--model", str(model), "--prompt", str(prompt), flag, value, "--out",

@@ -55,8 +55,8 @@ def test_rollout_cached_equals_uncached(world):
     """Batched rollouts with and without the key/value caches give identical frames."""
     prompt = torch.rand(2, 3, 2, 64, 64) * 2 - 1
     actions = torch.randint(0, world.num_actions, (2, 4))
-    a = world.rollout(prompt, actions, steps=4, seed=3, use_cache=True)
-    b = world.rollout(prompt, actions, steps=4, seed=3, use_cache=False)
+    a = world.rollout(prompt, actions, maskgit_steps=4, seed=3, use_cache=True)
+    b = world.rollout(prompt, actions, maskgit_steps=4, seed=3, use_cache=False)
     assert a.shape == (2, 3, 6, 64, 64)
     assert torch.allclose(a, b, atol=1e-4)
 
@@ -88,6 +88,24 @@ def test_config_consistency_is_checked():
     with pytest.raises(ValueError, match="vocab_size"):
         GenieConfig(cfg.tokenizer, cfg.action, replace(cfg.dynamics, vocab_size=32))
     assert GenieConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_dynamics_fields_are_derived_from_the_other_parts():
+    """A world's dynamics reads the tokenizer's codebook and grid and the action model's
+    codebook: left unset they are filled in from there; a dynamics model alone needs them."""
+    from dataclasses import replace
+
+    from opengenie import DynamicsConfig, DynamicsModel
+
+    cfg = presets.tiny()
+    tokenizer, action = replace(cfg.tokenizer, codebook_size=48), replace(cfg.action, codebook_size=5)
+    world = GenieConfig(tokenizer, action, DynamicsConfig(dim=64, depth=2, heads=4, max_frames=8))
+    assert (world.dynamics.vocab_size, world.dynamics.num_actions, world.dynamics.grid) == (48, 5, (8, 8))
+    assert GenieConfig.from_dict(world.to_dict()) == world
+    with pytest.raises(ValueError, match="num_actions"):
+        GenieConfig(tokenizer, action, DynamicsConfig(num_actions=8, dim=64, depth=2, heads=4, max_frames=8))
+    with pytest.raises(ValueError, match="needs vocab_size and num_actions"):
+        DynamicsModel(DynamicsConfig(dim=64, depth=2, heads=4))
 
 
 def test_retired_config_fields_are_dropped_on_read():

@@ -14,7 +14,7 @@ class PanWorld(Genie):
 
     MOVES = {1: (-2, 0), 2: (2, 0), 3: (0, 2)}  # torch.roll shifts (W, H) of the scene
 
-    def rollout(self, prompt, actions, steps=None, temperature=None, seed=None, use_cache=True):
+    def rollout(self, prompt, actions, maskgit_steps=None, temperature=None, seed=None, use_cache=True):
         frames = [prompt[:, :, -1:]]
         for i in range(actions.shape[1]):
             moved = []

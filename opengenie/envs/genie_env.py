@@ -35,16 +35,16 @@ class GenieEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
 
     def __init__(self, model: str | Path | Genie, prompt: ImageLike | None = None, max_steps: int = 1000,
-                 render_mode: str | None = "rgb_array", steps: int | None = None,
+                 render_mode: str | None = "rgb_array", maskgit_steps: int | None = None,
                  temperature: float | None = None, device: str = "cpu"):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
         if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
             raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-        check_sampling(steps, temperature)
+        check_sampling(maskgit_steps, temperature)
         self.world = model if isinstance(model, Genie) else Genie.from_pretrained(model, device=device)
         self.render_mode, self.max_steps = render_mode, max_steps
-        self.steps, self.temperature = steps, temperature
+        self.maskgit_steps, self.temperature = maskgit_steps, temperature
         h, w = self.world.image_size
         self.observation_space = spaces.Box(0, 255, (h, w, 3), np.uint8)
         self.action_space = spaces.Discrete(self.world.num_actions)
@@ -68,7 +68,7 @@ class GenieEnv(gym.Env):
         # MaskGIT draws from a generator seeded by the env's own stream, so a seeded reset
         # replays the same rollout for the same actions.
         world_seed = int(self.np_random.integers(2**62))
-        self._state, recon = self.world.start(to_video(self.prompt), world_seed, maskgit_steps=self.steps,
+        self._state, recon = self.world.start(to_video(self.prompt), world_seed, maskgit_steps=self.maskgit_steps,
                                               temperature=self.temperature)
         self._frame, self._t = to_frames(recon[0, :, -1:])[0], 0
         return self._frame, {"step": 0}

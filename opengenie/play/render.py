@@ -37,7 +37,7 @@ def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
 
 
 def rollout_frames(world: Genie, prompt: ImageLike | Sequence[ImageLike], actions: Sequence[int],
-                   steps: int | None = None, temperature: float | None = None, seed: int | None = None,
+                   maskgit_steps: int | None = None, temperature: float | None = None, seed: int | None = None,
                    use_cache: bool = True) -> np.ndarray:
     """Play `actions` from `prompt` (one image or a list of them) → frames (T0 + n, H, W, 3) uint8.
 
@@ -50,7 +50,7 @@ def rollout_frames(world: Genie, prompt: ImageLike | Sequence[ImageLike], action
         raise ValueError(f"actions must lie in 0..{world.num_actions - 1} for this world, got {bad}")
     video = to_video(load_frames(prompt, world.image_size))  # (1, 3, T0, H, W)
     out = world.rollout(video, torch.tensor([actions], dtype=torch.long).reshape(1, len(actions)),
-                        steps=steps, temperature=temperature, seed=seed, use_cache=use_cache)
+                        maskgit_steps=maskgit_steps, temperature=temperature, seed=seed, use_cache=use_cache)
     return to_frames(out[0])
 
 
@@ -70,7 +70,7 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def action_grid(world: Genie, prompt: ImageLike | Sequence[ImageLike], frames_per_action: int = 6,
-                steps: int | None = None, temperature: float | None = None, seed: int | None = 0,
+                maskgit_steps: int | None = None, temperature: float | None = None, seed: int | None = 0,
                 scale: int = 2, use_cache: bool = True) -> Image.Image:
     """Each latent action held for `frames_per_action` frames from the same prompt, as a picture.
 
@@ -82,7 +82,8 @@ def action_grid(world: Genie, prompt: ImageLike | Sequence[ImageLike], frames_pe
     n = world.num_actions
     video = to_video(load_frames(prompt, world.image_size)).repeat(n, 1, 1, 1, 1)  # (N, 3, T0, H, W)
     actions = torch.arange(n)[:, None].repeat(1, frames_per_action)  # (N, k): row i holds action i
-    out = world.rollout(video, actions, steps=steps, temperature=temperature, seed=seed, use_cache=use_cache)
+    out = world.rollout(video, actions, maskgit_steps=maskgit_steps, temperature=temperature, seed=seed,
+                        use_cache=use_cache)
     frames = upscale(to_frames(out[:, :, -(frames_per_action + 1):]), scale)  # (N, k+1, H*s, W*s, 3)
 
     width, height = grid_size(n, frames_per_action, world.image_size, scale)

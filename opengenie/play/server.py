@@ -98,7 +98,7 @@ def same_origin(origin: str, host: str, allowed: tuple[str, ...] = ()) -> bool:
 
 
 def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Path | None = None,
-               steps: int | None = None, temperature: float | None = None, max_sessions: int = 16,
+               maskgit_steps: int | None = None, temperature: float | None = None, max_sessions: int = 16,
                idle_timeout: float = 600.0, max_upload_bytes: int = MAX_UPLOAD_BYTES, bf16: bool = False,
                allowed_origins: tuple[str, ...] = ()) -> FastAPI:
     """The web app over one loaded world. Sessions start from `prompt` when given, else from
@@ -111,7 +111,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
         raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout}")
     if not (isinstance(max_sessions, int) and max_sessions >= 1):
         raise ValueError(f"max_sessions must be an integer >= 1, got {max_sessions}")
-    check_sampling(steps, temperature)
+    check_sampling(maskgit_steps, temperature)
     size = world.image_size
     samples = sample_frames(data) if data is not None else []
     if prompt is not None:
@@ -120,7 +120,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
         default = load_frames(samples[0].frame, size)
     else:
         default = np.full((1, *size, 3), 127, dtype=np.uint8)
-    pool = SessionPool(world, default, steps, temperature, max_sessions, idle_timeout, bf16)
+    pool = SessionPool(world, default, maskgit_steps, temperature, max_sessions, idle_timeout, bf16)
 
     async def sweep() -> None:
         while True:
@@ -144,7 +144,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
         return JSONResponse({"type": "error", "message": message}, status_code=status)
 
     def frame_message(session: Session, frame: np.ndarray, started: float) -> dict:
-        return {"type": "frame", "step": session.steps, "frames": len(session.frames),
+        return {"type": "frame", "step": session.actions_taken, "frames": len(session.frames),
                 "ms": round(1000 * (time.perf_counter() - started), 1), "image": png_data_url(frame)}
 
     @app.get("/")
@@ -212,7 +212,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
             frame = await pool.start(session)
         elif kind == "preview":  # every action one step ahead; the session does not move
             frames = await pool.preview(session)
-            return {"type": "preview", "step": session.steps, "ms": round(1000 * (time.perf_counter() - started), 1),
+            return {"type": "preview", "step": session.actions_taken, "ms": round(1000 * (time.perf_counter() - started), 1),
                     "images": [png_data_url(f) for f in frames]}
         elif kind == "sample":
             index = request.get("index")
@@ -311,7 +311,7 @@ PROMPTS = "prompts"
 
 def serve(model: str | Path | Genie, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu", **options) -> None:
     """Load a saved world (or take a loaded one) and serve the play page until Ctrl+C.
-    `options` go to `create_app` (prompt, data, steps, temperature, max_sessions, ...)."""
+    `options` go to `create_app` (prompt, data, maskgit_steps, temperature, max_sessions, ...)."""
     import uvicorn
 
     world = model if isinstance(model, Genie) else Genie.from_pretrained(model, device=device)

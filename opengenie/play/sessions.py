@@ -38,7 +38,7 @@ class Session:
     prompt: np.ndarray  # (T, H, W, 3) uint8, what `reset` starts from
     state: Rollout | None = None
     frames: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 each, oldest first
-    steps: int = 0  # actions taken since the last start
+    actions_taken: int = 0  # since the last start
     last_used: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one message of a session at a time
     on_expire: Callable[[], Any] | None = None  # e.g. close the session's WebSocket
@@ -50,15 +50,15 @@ class Session:
 class SessionPool:
     """The sessions of one server over one shared world.
 
-    world: the loaded model; steps / temperature: MaskGIT settings of every step (None: the
+    world: the loaded model; maskgit_steps / temperature: MaskGIT settings of every step (None: the
     model's config); default_prompt: (T, H, W, 3) uint8 each new session starts from.
     """
 
-    def __init__(self, world: Genie, default_prompt: np.ndarray, steps: int | None = None,
+    def __init__(self, world: Genie, default_prompt: np.ndarray, maskgit_steps: int | None = None,
                  temperature: float | None = None, max_sessions: int = 16, idle_timeout: float = 600.0,
                  bf16: bool = False):
         self.world, self.default_prompt, self.bf16 = world, default_prompt, bf16
-        self.steps, self.temperature = steps, temperature
+        self.maskgit_steps, self.temperature = maskgit_steps, temperature
         self.max_sessions, self.idle_timeout = max_sessions, idle_timeout
         self.sessions: dict[str, Session] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opengenie-world")
@@ -113,12 +113,12 @@ class SessionPool:
             session.prompt = prompt
         state, recon = await self._run(self._start, session.prompt)
         frame = to_frames(recon[0, :, -1:])[0]
-        session.state, session.frames, session.steps = state, [frame], 0
+        session.state, session.frames, session.actions_taken = state, [frame], 0
         session.touch()
         return frame
 
     def _start(self, prompt: np.ndarray) -> tuple[Rollout, torch.Tensor]:
-        return self.world.start(to_video(prompt), maskgit_steps=self.steps, temperature=self.temperature)
+        return self.world.start(to_video(prompt), maskgit_steps=self.maskgit_steps, temperature=self.temperature)
 
     async def act(self, session: Session, action: int) -> np.ndarray:
         """Take latent `action` in [0, num_actions) → the next frame (H, W, 3) uint8."""
@@ -127,7 +127,7 @@ class SessionPool:
         frame = await self._run(self._advance, session.state, action)
         session.frames.append(frame)
         del session.frames[:-MAX_KEPT_FRAMES]
-        session.steps += 1
+        session.actions_taken += 1
         session.touch()
         return frame
 

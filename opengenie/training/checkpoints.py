@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from opengenie import presets
-from opengenie.config import DynamicsConfig, GenieConfig, LatentActionConfig, TokenizerConfig, from_dict
+from opengenie.config import DynamicsConfig, GenieConfig, LatentActionConfig, TokenizerConfig, from_dict, world_fields
 from opengenie.genie import CONFIG_FILE, WEIGHTS_FILE, Genie
 from opengenie.tokenizer import VideoTokenizer
 
@@ -51,9 +51,7 @@ def resolve_config(preset: str, overrides: dict | None = None,
     if "image_size" not in given["action"]:
         fields["action"]["image_size"] = tok.image_size
     action = _build("action", fields["action"])
-    derived = {"vocab_size": tok.codebook_size, "num_actions": action.codebook_size}
-    if tok.kind == "st-vivit":
-        derived["grid"] = tok.grid
+    derived = world_fields(tok, action)
     fields["dynamics"].update({k: v for k, v in derived.items() if k not in given["dynamics"]})
     return {"tokenizer": tok, "action": action, "dynamics": _build("dynamics", fields["dynamics"])}
 
