@@ -40,6 +40,24 @@ def _origin(text: str) -> str:
     return text
 
 
+KEY_NAMES = {"left": "ArrowLeft", "right": "ArrowRight", "up": "ArrowUp", "down": "ArrowDown"}
+
+
+def _key_presses(text: str) -> list[str]:
+    """An argparse type: comma-separated arrow keys, each optionally repeated (right*8,up,left*4)
+    → arrow key names; the world maps them to latent actions (`GenieConfig.arrow_keys`)."""
+    out = []
+    for part in (p.strip().lower() for p in text.split(",")):
+        match = re.fullmatch(r"(left|right|up|down)(?:\*(\d{1,4}))?", part)
+        if not match:
+            raise argparse.ArgumentTypeError(f"expected keys such as right*8,up,left*4 (left, right, up, down), "
+                                             f"got {part[:20]!r}")
+        out += [KEY_NAMES[match[1]]] * int(match[2] or 1)
+    if not 1 <= len(out) <= MAX_ROLLOUT:
+        raise argparse.ArgumentTypeError(f"1..{MAX_ROLLOUT} key presses per rollout, got {len(out)}")
+    return out
+
+
 def _action_ids(text: str) -> list[int]:
     """An argparse type: comma-separated latent action ids (their range is checked against the world)."""
     parts = [a.strip() for a in text.split(",")]
@@ -322,6 +340,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", nargs="+", required=True, help="prompt image(s), any size (resized); several = context")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--actions", type=_action_ids, default=None, help="comma-separated latent action ids, e.g. 0,3,3,1")
+    how.add_argument("--keys", type=_key_presses, default=None,
+                     help="arrow keys, e.g. right*8,up,left*4, played as the world's labelled actions")
     how.add_argument("--random", type=_bounded(int, 1, MAX_ROLLOUT), default=None, metavar="N",
                      help="N random actions (default: 16)")
     how.add_argument("--grid", action="store_true", help="every action from the same prompt, one row each (PNG)")
@@ -336,6 +356,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=_bounded(float, 0.1, 240), default=8, help="frames per second of the GIF/MP4")
     p.add_argument("--scale", type=_bounded(int, 1, 64), default=None,
                    help="nearest-neighbour upscaling (default 4; 2 for --grid)")
+    p.add_argument("--caption", action="store_true",
+                   help="write each frame's action and its label under the frame (GIF/MP4)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--bf16", action="store_true",
                    help="run the world under bfloat16 autocast (about 2x faster for CoinRun-size worlds)")
@@ -358,7 +380,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     def _generate(args: argparse.Namespace, world, prompt, out) -> None:
         import numpy as np
 
-        from opengenie.play.render import action_grid, write_video
+        from opengenie.play.render import action_grid, caption_frames, upscale, write_video
 
         if args.grid:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -366,7 +388,14 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                         scale=args.scale or 2).save(out)
             print(f"wrote {out}: {world.num_actions} actions x {args.frames_per_action} frames")
             return
-        if args.actions is not None:
+        if args.keys is not None:
+            unmapped = sorted({k for k in args.keys if k not in world.config.arrow_keys})
+            if unmapped:
+                raise ValueError(f"--keys: this world maps no action to {', '.join(unmapped)} "
+                                 f"(its arrow keys: {world.config.arrow_keys or 'none, unlabelled'}); "
+                                 f"use --actions with latent action ids")
+            actions = [world.config.arrow_keys[k] for k in args.keys]
+        elif args.actions is not None:
             actions = args.actions
             bad = [a for a in actions if not 0 <= a < world.num_actions]
             if bad:
@@ -375,7 +404,13 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
             n = 16 if args.random is None else args.random
             actions = np.random.default_rng(args.seed).integers(world.num_actions, size=n).tolist()
         frames = _rollout(world, prompt, actions, args.maskgit_steps, args.temperature, args.seed)
-        write_video(frames, out, fps=args.fps, scale=args.scale or 4)
+        scale = args.scale or 4
+        if args.caption:
+            labels = world.config.action_labels or [f"action {a}" for a in range(world.num_actions)]
+            prompt_frames = len(frames) - len(actions)
+            captions = ["prompt"] * prompt_frames + [f"{a}: {labels[a]}" for a in actions]
+            frames, scale = caption_frames(upscale(frames, scale), captions), 1
+        write_video(frames, out, fps=args.fps, scale=scale)
         print(f"wrote {out}: {len(frames)} frames (actions {','.join(map(str, actions))})")
 
     p.set_defaults(func=run)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from opengenie import Genie, presets
 from opengenie.cli import main
-from opengenie.play.render import grid_size, rollout_frames, upscale, write_video
+from opengenie.play.render import caption_frames, grid_size, rollout_frames, upscale, write_video
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,38 @@ def test_cli_writes_gif_and_mp4_with_every_frame(model, prompt, tmp_path):
     with av.open(str(mp4)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == 4 and frames[0].shape == (192, 192, 3)
+
+
+def test_cli_keys_play_the_labelled_actions_with_captions(model, prompt, tmp_path, capsys):
+    """--keys plays the world's arrow-key actions (right*3,up = its actions 2,2,2,5) and
+    --caption writes each frame's action label in a strip under it; an unmapped key is refused."""
+    from dataclasses import replace
+
+    world = Genie.from_pretrained(model)
+    labels = tuple(f"move {a}" for a in range(8))
+    world.config = replace(world.config, action_labels=labels, arrow_keys={"ArrowRight": 2, "ArrowUp": 5})
+    labelled = world.save_pretrained(tmp_path / "labelled")
+    keys = tmp_path / "keys.gif"
+    main(["generate", "--model", str(labelled), "--prompt", str(prompt), "--keys", "right*3,up", "--caption",
+          "--out", str(keys), "--maskgit-steps", "2", "--scale", "2"])
+    assert "(actions 2,2,2,5)" in capsys.readouterr().out
+    gif = Image.open(keys)
+    assert gif.n_frames == 5 and gif.size == (128, 128 + 20)  # frames at scale 2 and a 20-pixel caption strip
+    frames = np.random.default_rng(0).integers(0, 256, (3, 40, 96, 3), dtype=np.uint8)
+    captioned = caption_frames(frames, ["prompt", "2: move 2", "5: move 5"])
+    assert captioned.shape == (3, 60, 96, 3) and (captioned[:, :40] == frames).all()
+    assert all(captioned[t, 40:].max() > 150 for t in range(3))  # text in every strip
+    assert not (captioned[1, 40:] == captioned[2, 40:]).all()  # each its own
+    with pytest.raises(ValueError, match="one caption per frame"):
+        caption_frames(frames, ["prompt"])
+    with pytest.raises(SystemExit):
+        main(["generate", "--model", str(labelled), "--prompt", str(prompt), "--keys", "left", "--out",
+              str(tmp_path / "l.gif")])
+    assert "maps no action to ArrowLeft" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["generate", "--model", str(labelled), "--prompt", str(prompt), "--keys", "jump", "--out",
+              str(tmp_path / "j.gif")])
+    assert "right*8,up,left*4" in capsys.readouterr().err
 
 
 def test_cli_grid_has_one_row_per_action(model, prompt, tmp_path):

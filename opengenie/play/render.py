@@ -106,6 +106,22 @@ def action_grid(world: Genie, prompt: ImageLike | Sequence[ImageLike], frames_pe
     return canvas
 
 
+def caption_frames(frames: np.ndarray, captions: Sequence[str], height: int = 20) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 with `captions[t]` written in a dark strip under frame t →
+    (T, H + height, W, 3) uint8 (upscale first: the text does not scale with the frame)."""
+    frames = np.asarray(frames)
+    if len(captions) != len(frames):
+        raise ValueError(f"expected one caption per frame, got {len(captions)} for {len(frames)} frames")
+    out = np.empty((len(frames), frames.shape[1] + height, *frames.shape[2:]), dtype=np.uint8)
+    font = _font(min(14, height - 4))
+    for t, (frame, text) in enumerate(zip(frames, captions)):
+        canvas = Image.new("RGB", (frame.shape[1], frame.shape[0] + height), (24, 24, 28))
+        canvas.paste(Image.fromarray(frame), (0, 0))
+        ImageDraw.Draw(canvas).text((4, frame.shape[0] + 2), text, fill=(230, 230, 230), font=font)
+        out[t] = np.asarray(canvas)
+    return out
+
+
 def write_video(frames: np.ndarray, path: str | Path, fps: float = 8, scale: int = 1) -> Path:
     """Write frames (T, H, W, 3) uint8 as an animated GIF (Pillow) or an H.264 MP4 (PyAV),
     chosen by the suffix of `path`; `scale` upscales with nearest-neighbour first.
