@@ -28,6 +28,7 @@ from torch import nn
 
 from opengenie.config import without_retired
 from opengenie.nn.checks import check_finite
+from opengenie.nn.st_transformer import compile_blocks
 from opengenie.training.checkpoints import config_differences
 from opengenie.training.schedule import build_optimizer, check_schedule
 
@@ -192,7 +193,7 @@ class GenieStage(L.LightningModule):
     def configure_model(self) -> None:
         if self.hparams.compile:  # in place: parameter names (and so checkpoints) do not change
             for module in self.trained_modules():
-                module.compile()
+                compile_blocks(module)
 
     # --- exact resumption: the random streams travel with the checkpoint -----------------
 
