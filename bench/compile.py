@@ -28,7 +28,7 @@ import torch
 from opengenie import Genie, presets
 from opengenie.nn.st_transformer import compile_blocks
 from opengenie.training import DynamicsModule, TokenizerModule
-from opengenie.training.schedule import build_optimizer
+from train_step import make_step  # bench/, the script's own folder
 
 
 def play_timer(preset: str, compiled: bool):
@@ -68,19 +68,7 @@ def train_timer(preset: str, compiled: bool, tmp: Path, batch_size: int = 8):
     g = torch.Generator().manual_seed(0)
     batch = {"video": torch.rand(batch_size, 3, frames, 64, 64, generator=g) * 2 - 1}
     batch["tokens"] = module.tokenize(batch["video"])
-    opt = build_optimizer(module.trained_modules(), lr=1e-4, betas=(0.9, 0.9), weight_decay=1e-4, warmup_steps=0,
-                          total_steps=1, schedule="constant", min_lr=None)["optimizer"]
-    params = [p for group in opt.param_groups for p in group["params"]]
-
-    def step() -> float:
-        t = time.perf_counter()
-        loss = module.compute_loss(batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return time.perf_counter() - t
-
+    step = make_step(module, batch)
     started = time.perf_counter()
     for _ in range(2):
         step()

@@ -39,6 +39,25 @@ def _module(stage: str, preset: str, tmp: Path):
     return DynamicsModule(str(path), preset=preset)
 
 
+def make_step(module, batch: dict, autocast=None):
+    """A function running one training step of `module` on `batch` (loss, backward, clipping,
+    AdamW) → its seconds."""
+    opt = build_optimizer(module.trained_modules(), lr=1e-4, betas=(0.9, 0.9), weight_decay=1e-4, warmup_steps=0,
+                          total_steps=1, schedule="constant", min_lr=None)["optimizer"]
+    params = [p for group in opt.param_groups for p in group["params"]]
+
+    def step() -> float:
+        t = time.perf_counter()
+        with autocast or nullcontext():
+            loss = module.compute_loss(batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
+    return step
+
+
 def bench(stage: str, preset: str, precision: str, batch_size: int, steps: int, peak: dict, tmp: Path) -> dict:
     module = _module(stage, preset, tmp).train()
     frames = module.hparams.genie_config["tokenizer"]["max_frames"]
@@ -46,21 +65,8 @@ def bench(stage: str, preset: str, precision: str, batch_size: int, steps: int, 
     batch = {"video": torch.rand(batch_size, 3, frames, 64, 64, generator=g) * 2 - 1}
     if stage == "dynamics":
         batch["tokens"] = module.tokenize(batch["video"])
-    opt = build_optimizer(module.trained_modules(), lr=1e-4, betas=(0.9, 0.9), weight_decay=1e-4, warmup_steps=0,
-                          total_steps=1, schedule="constant", min_lr=None)["optimizer"]
-    params = [p for group in opt.param_groups for p in group["params"]]
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-
-    def step() -> float:
-        t = time.perf_counter()
-        with autocast:
-            loss = module.compute_loss(batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return time.perf_counter() - t
-
+    step = make_step(module, batch, torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else None)
+    params = [p for m in module.trained_modules() for p in m.parameters() if p.requires_grad]
     step()  # warm-up: allocator, thread pool, lazy inits
     seconds = statistics.median(step() for _ in range(steps))
     flops = step_flops_per_clip(module, batch) * batch_size
