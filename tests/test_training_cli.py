@@ -97,6 +97,23 @@ def test_overwrite_starts_afresh(finished, coinrun, tmp_path):
     assert torch.load(run / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 
+def test_resume_last_without_a_checkpoint_folder(coinrun, tmp_path):
+    """--ckpt_path last resumes a run whose checkpoints went to Lightning's default folder (no
+    --checkpoint.dirpath), although the new run writes to a new version folder: the newest
+    last.ckpt under the root, not a file called "last", nor a fresh start."""
+    run = tmp_path / "default-folder"
+    args = [a for a in _train_args(coinrun, run, 2) if a != str(run / "ckpt")]
+    args[args.index("--checkpoint.dirpath") + 1:args.index("--checkpoint.dirpath") + 1] = ["null"]
+    opengenie(args)
+    opengenie([*args[:args.index("--trainer.max_steps") + 1], "3", *args[args.index("--trainer.max_steps") + 2:],
+               "--ckpt_path", "last"])
+    first, resumed = sorted(run.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)  # version_0, version_1
+    assert torch.load(first, weights_only=True)["global_step"] == 2
+    assert torch.load(resumed, weights_only=True)["global_step"] == 3
+    # went on from step 2: a fresh start would have saved its own step 2 there
+    assert [p.name for p in resumed.parent.glob("*.ckpt")] == ["last.ckpt"]
+
+
 def test_damaged_checkpoint_is_refused_naming_the_intact_ones(finished, coinrun, tmp_path, capsys):
     """A truncated last.ckpt (--ckpt_path last) or a file that is no checkpoint (a path) is refused
     in one sentence naming it, what is wrong, and the intact checkpoints beside it."""

@@ -124,8 +124,17 @@ class GenieCLI(LightningCLI):
         """Refuse a damaged checkpoint to resume from, and a new run into an earlier run's folder."""
         ckpt_path, checkpoint = config.get("ckpt_path"), config.get("checkpoint") or {}
         folder = Path(checkpoint["dirpath"]) if checkpoint.get("dirpath") else None
-        if ckpt_path == "last" and folder is not None:
-            last = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)  # Lightning takes the newest
+        if ckpt_path == "last":
+            if folder is not None:  # Lightning looks there and takes the newest
+                last = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+            else:
+                # Without a dirpath each run writes to a new lightning_logs/version_N folder, where
+                # Lightning would look for "last" and find nothing: resume the newest run under
+                # the root instead of silently starting afresh.
+                root = Path((config.get("trainer") or {}).get("default_root_dir") or ".")
+                last = sorted(root.glob("**/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
+                if last:
+                    config["ckpt_path"] = str(last[-1])
             if last:
                 check_resumable(last[-1])
         elif ckpt_path and _local_file(str(ckpt_path)):
