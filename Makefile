@@ -29,8 +29,10 @@ $(VENV)/.dev: $(VENV)/.play
 play: $(VENV)/.play
 	$(BIN)/opengenie play --model worlds/coinrun-small --threads $(PLAY_THREADS) --port $(PORT)
 
+# One torch thread per test process: on a CPU shared with other jobs, torch's default of one
+# thread per core stalls small operations (threads wait on each other), several times slower.
 test: install
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 demo: install
 	$(BIN)/opengenie demo --out out/demo
