@@ -27,7 +27,7 @@ $(VENV)/.dev: $(VENV)/.play
 	touch $@
 
 play: $(VENV)/.play
-	$(BIN)/opengenie play --model worlds/coinrun-small --threads $(PLAY_THREADS) --port $(PORT)
+	$(BIN)/opengenie play --model worlds/coinrun-wander --threads $(PLAY_THREADS) --port $(PORT)
 
 # One torch thread per test process: on a CPU shared with other jobs, torch's default of one
 # thread per core stalls small operations (threads wait on each other), several times slower.

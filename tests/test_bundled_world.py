@@ -1,5 +1,6 @@
-"""The CoinRun world shipped in `worlds/coinrun-small`: it loads without pickles, stays small,
-plays every action, and the play server offers its own starting frames."""
+"""The CoinRun worlds shipped in `worlds/`: coinrun-small loads without pickles, stays small,
+plays every action, and the play server offers its own starting frames; coinrun-wander walks
+both ways and jumps."""
 
 from __future__ import annotations
 
@@ -73,14 +74,20 @@ def test_labelled_actions_do_what_their_labels_say(world):
     assert abs(still["dx_total"]) + abs(still["dy_total"]) < abs(moved["ArrowUp"]["dy_total"])
 
 
-def test_the_walking_world_walks_right():
-    """worlds/coinrun-walk (frame skip 4): the action its → arrow plays, held 12 steps from the 8 shipped prompts, moves the camera right on average."""
+def test_the_wandering_world_walks_both_ways_and_jumps():
+    """worlds/coinrun-wander (frame skip 4): held 12 steps from its 6 shipped mid-level prompts,
+    the action its → arrow plays moves the camera right, ← left and ↑ up, each on average and
+    each labelled so."""
     from opengenie.evaluation.labels import measure_labels
 
-    walker = Genie.from_pretrained(WORLD.parent / "coinrun-walk")
-    keys = walker.config.arrow_keys
-    assert walker.config.frame_skip == 4 and "right" in walker.config.action_labels[keys["ArrowRight"]]
-    prompts = torch.stack([torch.from_numpy(p.frame).permute(2, 0, 1)[:, None].float() / 127.5 - 1
-                           for p in sample_frames(WORLD / "prompts")])  # (8, C, 1, H, W)
-    _, _, rows = measure_labels(walker, prompts, steps=12, seed=0)
+    path = WORLD.parent / "coinrun-wander"
+    wanderer = Genie.from_pretrained(path)
+    keys, labels = wanderer.config.arrow_keys, wanderer.config.action_labels
+    assert wanderer.config.frame_skip == 4 and {"ArrowLeft", "ArrowRight", "ArrowUp"} <= set(keys)
+    assert "right" in labels[keys["ArrowRight"]] and "left" in labels[keys["ArrowLeft"]]
+    prompts = torch.stack([torch.from_numpy(p.frame.copy()).permute(2, 0, 1)[:, None].float() / 127.5 - 1
+                           for p in sample_frames(path / "prompts")])  # (6, C, 1, H, W)
+    _, _, rows = measure_labels(wanderer, prompts, steps=12, seed=0)
     assert rows[keys["ArrowRight"]]["dx_total"] > 4
+    assert rows[keys["ArrowLeft"]]["dx_total"] < -2
+    assert rows[keys["ArrowUp"]]["dy_total"] < -4

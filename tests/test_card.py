@@ -112,7 +112,7 @@ def test_write_card_refreshes_generated_cards_and_keeps_hand_written_ones(world,
     assert write_card(path) is None and readme.read_text() == "# my world\n\nNotes by hand.\n"
 
 
-@pytest.mark.parametrize("name", ["coinrun-small", "coinrun-walk"])
+@pytest.mark.parametrize("name", ["coinrun-small", "coinrun-wander"])
 def test_bundled_cards_match_their_config(name):
     """The bundled worlds' hand-written cards have the generated card's summary rows and label every
     action as their config.json does."""
@@ -120,7 +120,7 @@ def test_bundled_cards_match_their_config(name):
     config = json.loads((path / "config.json").read_text())
     hand, generated = (path / "README.md").read_text(), card(path)
     table = _rows(hand, "| action | label |")
-    assert [r[1] for r in table] == config["action_labels"]
+    assert [r[1] for r in table if r[0].isdigit()] == config["action_labels"]  # not the real game's rows
     assert "## What its actions do" in hand and "## Limitations" in generated
     if "| model |" in hand:  # the summary table of coinrun-small's card
         params = re.search(r"(\d+\.\d)M parameters, (\w+)", generated).groups()

@@ -121,7 +121,7 @@ def test_retired_config_fields_are_dropped_on_read():
     old["tokenizer"]["gan_discriminate"] = "frames"
     assert GenieConfig.from_dict(old) == cfg
     assert without_retired(old) == cfg.to_dict()
-    for world in ("coinrun-small", "coinrun-walk"):
+    for world in ("coinrun-small", "coinrun-wander"):
         saved = json.loads((Path(__file__).parent.parent / "worlds" / world / "config.json").read_text())
         assert json.loads(GenieConfig.from_dict(saved).to_json()) == without_retired(saved)
     old["tokenizer"]["gan_discriminat"] = "frames"
