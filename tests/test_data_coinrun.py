@@ -91,7 +91,8 @@ def test_reward_and_done_mark_the_same_step():
 
 def test_wander_policy_walks_left_as_often_as_right():
     """The wandering policy holds keys for 4..20 steps and presses left about as often as right."""
-    from opengenie.data.coinrun import horizontal_key, policy_actions
+    from opengenie.data.coinrun import policy_actions
+    from opengenie.data.keys import horizontal_key
 
     actions = policy_actions("wander", 20_000, np.random.default_rng(0))
     runs = np.diff(np.flatnonzero(np.r_[True, actions[1:] != actions[:-1], True]))
@@ -102,7 +103,8 @@ def test_wander_policy_walks_left_as_often_as_right():
 
 def test_explore_policy_holds_keys_and_is_recorded(tmp_path):
     """The exploring policy holds each key for 2..12 steps, walks right most, and its parameters land in the manifest."""
-    from opengenie.data.coinrun import POLICIES, horizontal_key, jump_key, policy_actions
+    from opengenie.data.coinrun import POLICIES, policy_actions
+    from opengenie.data.keys import horizontal_key, jump_key
 
     actions = policy_actions("explore", 5000, np.random.default_rng(0))
     runs = np.diff(np.flatnonzero(np.r_[True, actions[1:] != actions[:-1], True]))  # lengths of repeated actions
@@ -120,7 +122,7 @@ def test_explore_policy_holds_keys_and_is_recorded(tmp_path):
 
 def test_key_parts_of_procgen_actions():
     """LEFT / RIGHT combos map to the horizontal key, UP combos to jump (procgen's combo order)."""
-    from opengenie.data.coinrun import horizontal_key, jump_key
+    from opengenie.data.keys import horizontal_key, jump_key
 
     assert horizontal_key(np.arange(15)).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1]
     assert jump_key(np.arange(15)).tolist() == [0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]

@@ -114,7 +114,8 @@ def test_cli_refuses_bad_requests(model, prompt, tmp_path, capsys):
             main(["generate", "--model", str(model), "--prompt", str(prompt), "--maskgit-steps", "1", *argv])
         assert words in capsys.readouterr().err
     # Settings out of range are refused by name rather than silently replaced by defaults.
-    for flag, value, words in [("--maskgit-steps", "0", "--maskgit-steps/--steps: must be in 1.."), ("--scale", "0", "--scale: must be in 1.."),
+    for flag, value, words in [("--maskgit-steps", "0", "--maskgit-steps/--steps: must be in 1.."),
+                               ("--scale", "0", "--scale: must be in 1.."),
                                ("--temperature", "-1", "--temperature: must be a finite number in 0.0..")]:
         with pytest.raises(SystemExit):
             main(["generate", "--model", str(model), "--prompt", str(prompt), flag, value, "--out",

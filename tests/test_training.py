@@ -280,16 +280,24 @@ def test_validation_nmi_is_pooled_over_the_epoch(coinrun, tokenizer_run):
     assert pooled != pytest.approx(sum(per_batch) / len(per_batch), abs=1e-3)
 
 
+def _tiny_stage2(tokenizer_run, **options) -> DynamicsModule:
+    """A tiny stage 2 over the test run's tokenizer, from the same initial weights every time."""
+    torch.manual_seed(0)
+    return DynamicsModule(str(tokenizer_run / "ckpt" / "last.ckpt"), preset="tiny", **options)
+
+
+def _clip_loss(stage: DynamicsModule, frames: int):
+    """The stage's loss on one fixed random batch of 2 clips, with fixed mask draws."""
+    video = torch.rand(2, 3, frames, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return stage.compute_loss({"video": video}, torch.Generator().manual_seed(1))
+
+
 def test_cotraining_sends_the_dynamics_loss_to_the_action_model(tokenizer_run):
     """With action_grad the dynamics loss has a gradient on the action encoder (same loss value); without it, none."""
-    from opengenie.training import DynamicsModule
-
-    video = torch.rand(2, 3, 8, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     losses = []
     for cotrain in (False, True):
-        torch.manual_seed(0)
-        stage = DynamicsModule(str(tokenizer_run / "ckpt" / "last.ckpt"), preset="tiny", action_grad=cotrain).train()
-        ce = stage.compute_loss({"video": video}, torch.Generator().manual_seed(1)).logs["dynamics/cross_entropy"]
+        stage = _tiny_stage2(tokenizer_run, action_grad=cotrain).train()
+        ce = _clip_loss(stage, 8).logs["dynamics/cross_entropy"]
         (grad,) = torch.autograd.grad(ce, [stage.action_model.to_action.weight], allow_unused=True)
         assert (grad is not None and grad.abs().sum() > 0) == cotrain
         losses.append(float(ce))
@@ -302,8 +310,7 @@ def test_compile_reaches_every_transformer_a_step_calls(tokenizer_run):
     `forward`); parameter names, and so checkpoints, stay as they were."""
     from opengenie.nn.st_transformer import STBlock
 
-    torch.manual_seed(0)
-    stage = DynamicsModule(str(tokenizer_run / "ckpt" / "last.ckpt"), preset="tiny", compile=True)
+    stage = _tiny_stage2(tokenizer_run, compile=True)
     keys = list(stage.state_dict())
     stage.configure_model()
     for module in (stage.action_model, stage.dynamics):
@@ -316,11 +323,9 @@ def test_compile_reaches_every_transformer_a_step_calls(tokenizer_run):
 @pytest.mark.slow
 def test_compiled_step_matches_eager(tokenizer_run):
     """A compiled stage-2 loss equals the eager one on the same batch and mask draws."""
-    video = torch.rand(2, 3, 4, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     losses = []
     for compiled in (False, True):
-        torch.manual_seed(0)
-        stage = DynamicsModule(str(tokenizer_run / "ckpt" / "last.ckpt"), preset="tiny", compile=compiled).train()
+        stage = _tiny_stage2(tokenizer_run, compile=compiled).train()
         stage.configure_model()
-        losses.append(float(stage.compute_loss({"video": video}, torch.Generator().manual_seed(1)).loss))
+        losses.append(float(_clip_loss(stage, 4).loss))
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)

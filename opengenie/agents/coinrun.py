@@ -15,7 +15,8 @@ import numpy as np
 from opengenie.agents.cloning import train_policy
 from opengenie.agents.evaluate import label_transitions, latent_agent, random_agent, rate
 from opengenie.agents.mapping import LatentToReal
-from opengenie.data.coinrun import NUM_ACTIONS, level_env, rollout_level
+from opengenie.data.coinrun import level_env, rollout_level
+from opengenie.data.keys import NUM_ACTIONS
 
 
 def expert_transitions(levels: range, steps: int, difficulty: str) -> dict[str, np.ndarray]:

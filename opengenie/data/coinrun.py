@@ -31,8 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from opengenie.data.episodes import write_episode
-from opengenie.data.keys import (DOWN, HORIZONTAL_KEYS, LEFT, LEFT_UP, NOOP, NUM_ACTIONS, RIGHT,  # noqa: F401
-                                 RIGHT_UP, UP, horizontal_key, jump_key)
+from opengenie.data.keys import DOWN, LEFT, LEFT_UP, NOOP, NUM_ACTIONS, RIGHT, RIGHT_UP, UP
 from opengenie.data.manifest import check_settings, describe_folder, write_manifest
 
 DIFFICULTIES = ("easy", "hard")

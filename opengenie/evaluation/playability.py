@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from opengenie.data.coinrun import LEFT, NOOP, RIGHT, UP, level_env
+from opengenie.data.coinrun import level_env
+from opengenie.data.keys import LEFT, NOOP, RIGHT, UP
 from opengenie.evaluation.motion import MAX_SHIFT, camera_shift, max_shift_for
 from opengenie.evaluation.uncertainty import bootstrap_ci
 from opengenie.genie import Genie

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from opengenie.data.coinrun import horizontal_key, jump_key
+from opengenie.data.keys import horizontal_key, jump_key
 from opengenie.data.episodes import load_episode
 from opengenie.evaluation.actions import codebook_usage, nmi_with_chance
 from opengenie.evaluation.motion import camera_shift, max_shift_for, motion_bins

@@ -212,8 +212,8 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
             frame = await pool.start(session)
         elif kind == "preview":  # every action one step ahead; the session does not move
             frames = await pool.preview(session)
-            return {"type": "preview", "step": session.actions_taken, "ms": round(1000 * (time.perf_counter() - started), 1),
-                    "images": [png_data_url(f) for f in frames]}
+            return {"type": "preview", "step": session.actions_taken,
+                    "ms": round(1000 * (time.perf_counter() - started), 1), "images": [png_data_url(f) for f in frames]}
         elif kind == "sample":
             index = request.get("index")
             if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(samples):
