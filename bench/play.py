@@ -1,13 +1,15 @@
 """How fast a world plays: frames/s of one `step()` per preset, with and without the key/value cache.
 
     python bench/play.py [--presets tiny coinrun] [--frames 20] [--cache both|yes|no] [--bf16]
-                         [--threads N] [--device cpu] [--maskgit-steps K] [--json out.json]
+                         [--threads N] [--device cpu] [--maskgit-steps K] [--compile] [--json out.json]
 
 Each run starts from a prompt that already fills the context window (max_frames - 1 frames), so
 every timed step sees the full history a long play session has: that is the steady state a
 player feels. `--warmup` untimed steps come first (0 for very slow configurations); then
 `--frames` steps are timed one by one at the preset's MaskGIT steps. Weights are random: the
-cost of a step does not depend on their values. Prints a table, then the same numbers as JSON.
+cost of a step does not depend on their values. `--compile` compiles the play step first
+(`Genie.compile_play`, not timed; its seconds are reported). Prints a table, then the same
+numbers as JSON.
 """
 
 from __future__ import annotations
@@ -25,12 +27,18 @@ from opengenie import Genie, presets
 
 
 def bench_one(preset: str, use_cache: bool, frames: int, device: str, bf16: bool, warmup: int = 1,
-              maskgit_steps: int | None = None) -> dict:
+              maskgit_steps: int | None = None, compile_play: bool = False) -> dict:
     torch.manual_seed(0)
     config = presets.get(preset)
     if maskgit_steps is not None:
         config = dataclasses.replace(config, dynamics=dataclasses.replace(config.dynamics, maskgit_steps=maskgit_steps))
     world = Genie(config).to(device).eval()
+    compile_seconds = None
+    if compile_play and use_cache:
+        started = time.perf_counter()
+        if not world.compile_play():
+            raise SystemExit("torch.compile could not compile the play step on this machine")
+        compile_seconds = round(time.perf_counter() - started, 1)
     c = world.config
     h, w = world.image_size
     prompt = torch.rand(1, 3, c.dynamics.max_frames - 1, h, w, device=device) * 2 - 1  # a full context
@@ -51,7 +59,8 @@ def bench_one(preset: str, use_cache: bool, frames: int, device: str, bf16: bool
     ms = np.array(times) * 1000
     return {"preset": preset, "use_cache": use_cache, "maskgit_steps": c.dynamics.maskgit_steps,
             "context_frames": c.dynamics.max_frames - 1, "frames": frames, "device": device, "bf16": bf16,
-            "threads": torch.get_num_threads(), "fps": round(1000 / ms.mean(), 3),
+            "threads": torch.get_num_threads(), "compiled": compile_seconds is not None,
+            "compile_seconds": compile_seconds, "fps": round(1000 / ms.mean(), 3),
             "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1)}
 
 
@@ -66,6 +75,8 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="run under bfloat16 autocast")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--maskgit-steps", type=int, default=None, help="MaskGIT steps per frame (default: the preset's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the play step first (Genie.compile_play; cached runs only)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
     if args.threads:
@@ -76,7 +87,8 @@ def main() -> None:
     for preset in args.presets:
         frames = args.coinrun_frames if preset == "coinrun" and args.coinrun_frames else args.frames
         for use_cache in {"both": (True, False), "yes": (True,), "no": (False,)}[args.cache]:
-            r = bench_one(preset, use_cache, frames, args.device, args.bf16, args.warmup, args.maskgit_steps)
+            r = bench_one(preset, use_cache, frames, args.device, args.bf16, args.warmup, args.maskgit_steps,
+                          args.compile)
             rows.append(r)
             print(f"{preset:8s} {'yes' if use_cache else 'no':5s} {r['maskgit_steps']:7d} {r['context_frames']:7d} "
                   f"{r['fps']:9.3g} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f}", flush=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -210,22 +210,27 @@ class DynamicsModel(nn.Module):
     @torch.no_grad()
     def next_frame(self, action_in: torch.Tensor, cache: KVCache, maskgit_steps: int | None = None,
                    temperature: float | None = None, generator: torch.Generator | None = None,
-                   grid: tuple[int, int] | None = None) -> torch.Tensor:
+                   grid: tuple[int, int] | None = None, network: Callable | None = None) -> torch.Tensor:
         """The frame after the ones `cache` holds: action_in (B, 1) the action into it → tokens
         (B, 1, H', W'), whose keys/values the cache then holds too. Only the new frame is
-        computed: each MaskGIT step reads the cached past (the engine's path, `Rollout.step`)."""
+        computed: each MaskGIT step reads the cached past (the engine's path, `Rollout.step`).
+        `network`: a stand-in for `_logits` with the same arithmetic (the compiled play pass)."""
         c = self.config
         maskgit_steps = maskgit_steps or c.maskgit_steps
         temperature = c.temperature if temperature is None else temperature
         h, w = grid if grid is not None else c.grid
         b = action_in.shape[0]
+        network = network or self._logits
+        # Fresh strides: a slice of a longer history would look like a new input to a compiled pass.
+        action_in = action_in.clone(memory_format=torch.contiguous_format)
 
         def logits_fn(frame: torch.Tensor) -> torch.Tensor:
-            return self._logits(frame.view(b, 1, h, w), action_in, cache)[:, 0].flatten(1, 2)  # (B, N, V)
+            return network(frame.view(b, 1, h, w), action_in, cache)[:, 0].flatten(1, 2)  # (B, N, V)
 
         new = sample(logits_fn, action_in.new_full((b, h * w), self.mask_id), self.mask_id, maskgit_steps,
                      temperature, generator=generator).view(b, 1, h, w)
-        self.prefill(new, action_in, cache)
+        with cache.appending():
+            network(new, action_in, cache)
         return new
 
     def prefill(self, tokens: torch.Tensor, prev_actions: torch.Tensor, cache: KVCache) -> None:

@@ -13,12 +13,21 @@ image logger, evaluation — plays through this one class, and actions are check
 N rollouts that step together are one `Rollout` of batch size N (eval's clips, the action
 grid's rows): a step costs about as much per row as one rollout's on a GPU, and the caches hold
 the N histories side by side.
+
+`compile_play(tokenizer, dynamics)` (or `Genie.compile_play()`) compiles the two passes a step
+repeats — the dynamics model on one new frame against its cache, the decoder on one frame —
+with torch.compile; every later rollout of that world uses the compiled passes. The cache's
+shapes never change as a rollout advances, so each pass compiles once per batch size.
 """
 
 from __future__ import annotations
 
 import copy
+import time
+import warnings
+from dataclasses import dataclass
 from numbers import Integral
+from typing import Callable
 
 import torch
 
@@ -37,6 +46,66 @@ def check_sampling(maskgit_steps: int | None, temperature: float | None) -> None
                                     or not 0 <= temperature <= MAX_TEMPERATURE):
         raise ValueError(f"temperature must be a number in 0..{MAX_TEMPERATURE:g} (0: the most likely tokens), "
                          f"got {temperature!r}")
+
+
+# Inductor settings of the compiled play passes: the weights are folded into the compiled code
+# (`freezing`), which is only right while they stay as they are, i.e. for playing a loaded world.
+PLAY_COMPILE_OPTIONS = {"freezing": True, "cpp_wrapper": True}
+
+
+@dataclass
+class PlayGraphs:
+    """The compiled passes of one world's play step (see `compile_play`)."""
+
+    tokenizer: torch.nn.Module  # the tokenizer whose decoder `decode_ids` runs
+    frame_logits: Callable  # DynamicsModel._logits on (B, 1, H', W') against a non-empty cache
+    decode_ids: Callable  # VideoTokenizer.decode_ids on (B, 1, H', W') against a non-empty cache
+    seconds: float = 0.0  # how long compiling (and the warm-up step) took
+
+
+def compile_play(tokenizer, dynamics, warm_up: bool = True) -> PlayGraphs | None:
+    """Compile the play step of the world made of `tokenizer` and `dynamics` (torch.compile,
+    inductor, weights frozen in): every `Rollout` over them then runs the compiled passes.
+
+    `warm_up` compiles now, on one step of a batch-1 rollout, rather than on a player's first
+    step. Returns the graphs, or None (with a warning) when this machine cannot compile — no
+    C++ compiler, say — in which case rollouts stay eager. `bench/play.py --compile` measures it.
+    """
+    started = time.perf_counter()
+    graphs = PlayGraphs(tokenizer, torch.compile(dynamics._logits, dynamic=False, options=PLAY_COMPILE_OPTIONS),
+                        torch.compile(tokenizer.decode_ids, dynamic=False, options=PLAY_COMPILE_OPTIONS))
+    if warm_up:
+        try:
+            _warm_up(tokenizer, dynamics, graphs)
+        except Exception as error:  # noqa: BLE001 (inductor raises many kinds; all mean "stay eager")
+            warnings.warn(f"torch.compile could not compile the play step, rollouts stay eager: {error}",
+                          stacklevel=2)
+            return None
+    graphs.seconds = time.perf_counter() - started
+    dynamics._play_graphs = graphs  # only now: rollouts never wait on a compile another thread runs
+    return graphs
+
+
+@torch.no_grad()
+def _warm_up(tokenizer, dynamics, graphs: PlayGraphs) -> None:
+    """One batch-1 step through `graphs`: compiles the MaskGIT pass, the appending pass and the
+    decoder pass against caches like a rollout's (same capacities, so the same shapes)."""
+    grid = dynamics.config.grid or tokenizer.config.grid
+    tokens = torch.zeros((1, 1, *grid), dtype=torch.long, device=next(dynamics.parameters()).device)
+    dynamics_cache = KVCache(max_frames=dynamics.config.max_frames - 1)
+    decoder_cache = KVCache(max_frames=tokenizer.config.max_frames - 1)
+    dynamics.prefill(tokens, dynamics.prompt_actions(tokens.new_zeros((1, 0)), 1), dynamics_cache)
+    with decoder_cache.appending():
+        tokenizer.decode_ids(tokens, cache=decoder_cache)
+    new = dynamics.next_frame(tokens.new_zeros((1, 1)), dynamics_cache, maskgit_steps=2, network=graphs.frame_logits)
+    with decoder_cache.appending():
+        graphs.decode_ids(new, cache=decoder_cache)
+
+
+def play_graphs(tokenizer, dynamics) -> PlayGraphs | None:
+    """The compiled play passes of this world, if `compile_play` made them."""
+    graphs = getattr(dynamics, "_play_graphs", None)
+    return graphs if graphs is not None and graphs.tokenizer is tokenizer else None
 
 
 class Rollout:
@@ -107,6 +176,12 @@ class Rollout:
     def num_actions(self) -> int:
         return self.dynamics.config.num_actions
 
+    @property
+    def graphs(self) -> PlayGraphs | None:
+        """The world's compiled play passes, looked up on every step: a world compiled while
+        it is being played (the play server compiles in the background) speeds up its rollouts."""
+        return play_graphs(self.tokenizer, self.dynamics) if self.dynamics_cache is not None else None
+
     @torch.no_grad()
     def step(self, action: torch.Tensor | int) -> torch.Tensor:
         """Generate the next frame of every row after `action` (B,) int64 (an int for B = 1) →
@@ -123,8 +198,10 @@ class Rollout:
             new = self.dynamics.generate(context, context_actions, self.maskgit_steps, self.temperature,
                                          generator=self.generator)[:, -1:]  # (B, 1, H', W')
         else:
+            graphs = self.graphs
+            network = graphs.frame_logits if graphs is not None else None
             new = self.dynamics.next_frame(context_actions[:, -1:], self.dynamics_cache, self.maskgit_steps,
-                                           self.temperature, self.generator, grid=context.shape[2:])
+                                           self.temperature, self.generator, grid=context.shape[2:], network=network)
         # Keep only what a later step can read: the window (and the decoder's, if uncached).
         keep = max(self.window, self.tokenizer.config.max_frames)
         self.tokens = torch.cat([self.tokens, new], dim=1)[:, -keep:]
@@ -136,8 +213,10 @@ class Rollout:
         if self.decoder_cache is None:  # decode the decoder's window again, keep the new frames
             window = self.tokens[:, -self.tokenizer.config.max_frames:]
             return self.tokenizer.decode_ids(window)[:, :, -new.shape[1]:]
+        graphs = self.graphs
+        decode = graphs.decode_ids if graphs is not None and new.shape[1] == 1 else self.tokenizer.decode_ids
         with self.decoder_cache.appending():
-            return self.tokenizer.decode_ids(new, cache=self.decoder_cache)
+            return decode(new, cache=self.decoder_cache)
 
     def branch(self) -> "Rollout":
         """A copy that shares nothing a step writes to: token history, caches, and a generator

@@ -149,6 +149,14 @@ class Genie(nn.Module):
         return next(self.parameters()).device
 
     @torch.no_grad()
+    def compile_play(self, warm_up: bool = True) -> bool:
+        """Compile this world's play step with torch.compile (weights frozen in: for playing,
+        not training) → whether it compiled. Every later `start` / `reset` plays compiled;
+        see `opengenie.engine.compile_play`."""
+        from opengenie.engine import compile_play
+
+        return compile_play(self.tokenizer, self.dynamics, warm_up) is not None
+
     def start(self, video: torch.Tensor, seed: int | None = None, use_cache: bool = True,
               maskgit_steps: int | None = None, temperature: float | None = None) -> tuple[Rollout, torch.Tensor]:
         """Begin rollouts from prompt frames: video (B, C, T, H, W) in [-1, 1] →

@@ -50,3 +50,33 @@ def test_settings_are_the_rollouts_own(world):
     copy = state.branch()
     assert (copy.maskgit_steps, copy.temperature) == (1, 0.5)
     torch.testing.assert_close(copy.step(torch.tensor([2])), state.step(torch.tensor([2])))
+
+
+def test_compiled_play_step_computes_the_eager_step_and_compiles_once():
+    """`compile_play`: the compiled passes give the eager logits from the same cache, and
+    stepping far past the window (every cache slot rewritten) compiles nothing new."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(1)
+    world = Genie(presets.tiny()).eval()
+    assert world.compile_play()
+    state, _ = world.start(torch.rand(1, 3, 2, 64, 64) * 2 - 1, seed=0)
+    assert state.graphs is not None
+    graphs = counters["stats"]["unique_graphs"]
+    for a in range(2 * world.config.dynamics.max_frames):
+        frame = state.step(a % world.num_actions)
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert frame.shape == (1, 3, 1, 64, 64) and frame.isfinite().all()
+    tokens = state.tokens[:, -1:]
+    action = torch.tensor([[3]])
+    with torch.no_grad():
+        eager = world.dynamics._logits(tokens, action, state.dynamics_cache)
+        compiled = state.graphs.frame_logits(tokens, action, state.dynamics_cache)
+        torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
+        one, other = state.branch().decoder_cache, state.branch().decoder_cache
+        with one.appending(), other.appending():
+            eager = world.tokenizer.decode_ids(tokens, cache=one)
+            compiled = state.graphs.decode_ids(tokens, cache=other)
+        torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
+    world.dynamics._play_graphs = None  # an uncompiled world again: rollouts play eagerly
+    assert world.start(torch.zeros(1, 3, 1, 64, 64), seed=0)[0].graphs is None

@@ -80,3 +80,46 @@ def test_blueprint_space_time_block_with_conditioning():
     assert len(net.blocks) == 2
     x = torch.randn(2, 32, 4, 3, 3)
     assert net(x, cond=torch.randn(2, 4, 5)).shape == x.shape
+
+
+def test_rotary_is_the_complex_rotation_of_channel_pairs():
+    """RoPE in real arithmetic equals multiplying each channel pair (2j, 2j+1), read as a complex
+    number, by e^{i·pos·θ_j}; a tensor start (as a cache keeps it) equals an int one."""
+    from opengenie.nn.attention import rotary, rotary_frequencies
+
+    x, freqs = torch.randn(2, 3, 5, 8), rotary_frequencies(8)
+    pos = torch.arange(4, 9, dtype=torch.float32)
+    turn = torch.polar(torch.ones(5, 4), torch.outer(pos, freqs))
+    expected = torch.view_as_real(torch.view_as_complex(x.reshape(2, 3, 5, 4, 2)) * turn).flatten(-2)
+    torch.testing.assert_close(rotary(x, 4, freqs), expected)
+    torch.testing.assert_close(rotary(x, torch.tensor(4), freqs), expected)
+
+
+def test_a_full_cache_keeps_its_shapes():
+    """Past max_frames the ring overwrites the oldest slot: buffers never grow, so a compiled
+    step sees the same shapes forever."""
+    attn = Attention(16, 2, causal=True, rope=True)
+    cache = KVCache(max_frames=3)
+    with cache.appending():
+        attn(torch.randn(1, 2, 16), cache)
+        shapes = {tuple(t.shape) for t in cache._ring[id(attn)]}
+        for _ in range(7):
+            attn(torch.randn(1, 1, 16), cache)
+    assert {tuple(t.shape) for t in cache._ring[id(attn)]} == shapes == {(1, 2, 4, 8)}
+    assert len(cache) == 3 and int(cache.position(attn)) == 9
+
+
+def test_a_full_cache_attends_to_the_newest_frames():
+    """Long past max_frames, a cached step of one attention layer gives what attending afresh
+    to just the newest max_frames + 1 frames gives: the ring drops exactly the oldest frame
+    (RoPE makes only distances matter)."""
+    torch.manual_seed(0)
+    attn = Attention(32, 4, causal=True, qk_norm=True, rope=True).eval()
+    x = torch.randn(2, 20, 32)
+    cache = KVCache(max_frames=4)
+    with torch.no_grad(), cache.appending():
+        attn(x[:, :3], cache)
+        for t in range(3, 20):
+            step = attn(x[:, t:t + 1], cache)
+            afresh = attn(x[:, max(0, t - 4):t + 1])[:, -1:]
+            torch.testing.assert_close(step, afresh, atol=1e-5, rtol=0)

@@ -4,13 +4,13 @@ the GPU takes the flash / memory-efficient kernels and the CPU its fused one.
 
 Temporal attention places frames with rotary embeddings (RoPE) instead of absolute
 embeddings. Keys cached for past frames then stay valid when a rollout slides past the
-training length: only relative distances matter, and the engine drops the oldest frames.
+training length: only relative distances matter, and the cache drops the oldest frames.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import math
 from typing import Iterator
 
 import torch
@@ -27,10 +27,13 @@ class KVCache:
     last pass inside `with cache.appending():` once the frame's tokens are final, which appends them.
     `max_frames` bounds the history: older frames are dropped as new ones arrive.
 
-    Each layer's keys and values live in preallocated buffers (B', heads, capacity, d): a step
-    copies only its own frame into the slot after the held frames and attends to a view of the
-    buffer, so no step concatenates the history. Appending past `max_frames` moves the newest
-    frames to the front only once the spare capacity (another `max_frames`) is used up.
+    Each layer's keys and values live in a preallocated ring (B', heads, capacity + 1, d) of
+    fixed shape. Keys are stored already rotated (RoPE), so attention does not care in which
+    slot a frame sits: a new frame overwrites the oldest one's slot, and a validity mask hides
+    slots never written. The last slot is scratch: a one-frame step copies its own keys there
+    and attends to the whole ring, so it copies nothing else. Positions and the mask are tensors
+    and every shape is fixed, so a compiled step (`Rollout(compile=True)`) never recompiles as a
+    rollout advances.
     """
 
     def __init__(self, max_frames: int | None = None) -> None:
@@ -38,10 +41,9 @@ class KVCache:
             raise ValueError(f"a cache must hold at least one frame, got max_frames={max_frames}")
         self.max_frames = max_frames
         self.write = False
-        self._buf: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._len: dict[int, int] = {}  # frames held, per layer
-        self._first: dict[int, int] = {}  # buffer index of the oldest held frame, per layer
-        self._pos: dict[int, int] = {}  # absolute index of the next frame, per layer
+        self._ring: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # (B', heads, capacity + 1, d) each
+        self._valid: dict[int, torch.Tensor] = {}  # (capacity + 1,) bool: which slots hold a frame
+        self._pos: dict[int, torch.Tensor] = {}  # () int64: absolute index of the layer's next frame
 
     @contextlib.contextmanager
     def appending(self) -> Iterator["KVCache"]:
@@ -54,59 +56,90 @@ class KVCache:
 
     def __len__(self) -> int:
         """Number of frames held (the same for every layer)."""
-        return next(iter(self._len.values())) if self._len else 0
+        return int(next(iter(self._valid.values()))[:-1].sum()) if self._valid else 0
 
-    def position(self, layer: nn.Module) -> int:
+    def position(self, layer: nn.Module) -> torch.Tensor | int:
         """Absolute frame index at which `layer`'s next input starts (for RoPE)."""
         return self._pos.get(id(layer), 0)
 
-    def _room(self, key: int, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """The layer's buffers with space for `k`'s frames after the held ones, and the first held index."""
-        held, first, t = self._len.get(key, 0), self._first.get(key, 0), k.shape[2]
-        buf = self._buf.get(key)
-        if buf is not None and buf[0].shape[:2] + buf[0].shape[3:] != k.shape[:2] + k.shape[3:]:
-            raise ValueError(f"this cache holds keys of shape (B', heads, t, d) = {tuple(buf[0].shape)}, "
+    def _layer(self, key: int, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The layer's ring buffers and validity mask, allocated on its first frames."""
+        ring = self._ring.get(key)
+        if ring is None:
+            capacity = self.max_frames or max(8, k.shape[2])
+            ring = tuple(k.new_zeros(k.shape[:2] + (capacity + 1,) + k.shape[3:]) for _ in range(2))
+            self._ring[key], self._pos[key] = ring, torch.zeros((), dtype=torch.long, device=k.device)
+            self._valid[key] = torch.zeros(capacity + 1, dtype=torch.bool, device=k.device)
+            self._valid[key][-1] = True  # the scratch slot holds the frame being computed
+        elif ring[0].shape[:2] + ring[0].shape[3:] != k.shape[:2] + k.shape[3:]:
+            raise ValueError(f"this cache holds keys of shape (B', heads, t, d) = {tuple(ring[0].shape)}, "
                              f"got {tuple(k.shape)}: one cache serves one batch of rollouts")
-        if buf is not None and buf[0].dtype == k.dtype and first + held + t <= buf[0].shape[2]:
-            return buf[0], buf[1], first
-        # Grow, or move the held frames to the front (they are at most max_frames).
-        capacity = max(held + t + (self.max_frames or held + t), 2 * (held + t))
-        fresh = tuple(k.new_empty(k.shape[:2] + (capacity,) + k.shape[3:]) for _ in range(2))
-        if buf is not None:
-            for old, new in zip(buf, fresh):
-                new[:, :, :held] = old[:, :, first:first + held]
-        self._buf[key], self._first[key] = fresh, 0
-        return fresh[0], fresh[1], 0
+        return ring[0], ring[1], self._valid[key]
 
-    def extend(self, layer: nn.Module, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Past keys/values followed by `k`, `v` (each (B', heads, t, d)); stored if `write`."""
+    def _grow(self, key: int, frames: int) -> None:
+        """An unbounded cache about to run out of slots gets twice the room (never while compiled)."""
+        if self.max_frames is not None:
+            return
+        kring, vring = self._ring[key]
+        capacity, held = kring.shape[2] - 1, int(self._valid[key][:-1].sum())
+        if held + frames <= capacity:
+            return
+        bigger = max(2 * capacity, held + frames)
+        pad = (0, 0, 0, bigger - capacity)
+        self._ring[key] = tuple(F.pad(r[:, :, :-1], pad) for r in (kring, vring))
+        self._ring[key] = tuple(torch.cat([r, r[:, :, :1]], dim=2) for r in self._ring[key])  # + scratch
+        self._valid[key] = torch.cat([self._valid[key][:-1], self._valid[key].new_zeros(bigger - capacity + 1)])
+        self._valid[key][-1] = True
+
+    def extend(self, layer: nn.Module, k: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Past keys/values and `k`, `v` (each (B', heads, t, d)) → keys, values (B', heads, S, d)
+        and the mask (t, S) of the keys each new frame's query may read (held frames, and new
+        frames up to its own); `k`, `v` are stored if `write`."""
         key, t = id(layer), k.shape[2]
-        kbuf, vbuf, first = self._room(key, k)
-        held = self._len.get(key, 0)
-        stop = first + held + t
-        kbuf[:, :, first + held:stop], vbuf[:, :, first + held:stop] = k, v  # a slot past the held frames
-        keys, values = kbuf[:, :, first:stop], vbuf[:, :, first:stop]  # (B', heads, held + t, d) views
+        if self.write and key in self._ring:
+            self._grow(key, t)
+        kring, vring, valid = self._layer(key, k)
+        capacity = kring.shape[2] - 1
+        if t == 1:  # a play step: the frame goes to the scratch slot, the ring is read in place
+            kring[:, :, capacity:] = k
+            vring[:, :, capacity:] = v
+            keys, values, mask = kring, vring, valid[None]  # mask (1, capacity + 1)
+        else:  # a prompt: held frames, then the new ones causally
+            keys, values = torch.cat([kring[:, :, :capacity], k], dim=2), torch.cat([vring[:, :, :capacity], v], dim=2)
+            causal = torch.ones(t, t, dtype=torch.bool, device=k.device).tril()
+            mask = torch.cat([valid[None, :capacity].expand(t, capacity), causal], dim=1)  # (t, capacity + t)
         if self.write:
-            keep = held + t if self.max_frames is None else min(held + t, self.max_frames)
-            self._pos[key] = self.position(layer) + t
-            self._first[key], self._len[key] = stop - keep, keep
-        return keys, values
+            if t == 1:  # the reads above are views of the ring, which the writes below change
+                keys, values, mask = keys.clone(), values.clone(), mask.clone()
+            kept = min(t, capacity)  # a prompt longer than the ring leaves only its newest frames
+            pos = self._pos[key]
+            slots = (pos + torch.arange(t - kept, t, device=k.device)) % capacity  # (kept,)
+            kring.index_copy_(2, slots, k[:, :, t - kept:])
+            vring.index_copy_(2, slots, v[:, :, t - kept:])
+            valid.index_fill_(0, slots, True)
+            pos.add_(t)
+        return keys, values, mask
 
 
-@functools.lru_cache(maxsize=64)
-def _rotation(start: int, t: int, d: int, base: float, device: torch.device) -> torch.Tensor:
-    """e^{i·pos·θ_j} for positions start..start+t and the d/2 frequencies θ_j: (t, d/2) complex64."""
-    inv_freq = base ** (-torch.arange(0, d, 2, device=device, dtype=torch.float32) / d)  # (d/2,)
-    pos = torch.arange(start, start + t, device=device, dtype=torch.float32)
-    return torch.polar(torch.ones(t, d // 2, device=device), torch.outer(pos, inv_freq))  # (t, d/2)
+def rotary_frequencies(d: int, base: float = 10_000.0) -> torch.Tensor:
+    """The d/2 rotation frequencies θ_j = base^(-2j/d) of RoPE over d channels: (d/2,) fp32."""
+    return base ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)
 
 
-def rotary(x: torch.Tensor, start: int, base: float = 10_000.0) -> torch.Tensor:
-    """Rotate pairs of channels (2j, 2j+1) of `x` (B', heads, t, d) by angles set by positions
-    start..start+t: one complex product per pair, the angles computed once per (start, t)."""
+def rotary(x: torch.Tensor, start: torch.Tensor | int, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs of channels (2j, 2j+1) of `x` (B', heads, t, d) by the angles pos·θ_j of
+    positions start..start+t (`start` an int, or a () tensor, as a cache keeps it) and the
+    frequencies `freqs` (d/2,) θ_j (`rotary_frequencies`). Real
+    arithmetic, (a, b) → (a cos − b sin, a sin + b cos): the complex product, in a form
+    torch.compile fuses."""
     t, d = x.shape[-2], x.shape[-1]
-    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], d // 2, 2))  # (B', heads, t, d/2)
-    return torch.view_as_real(pairs * _rotation(start, t, d, base, x.device)).flatten(-2).to(x.dtype)
+    pos = torch.arange(t, device=x.device, dtype=torch.float32) + start  # (t,)
+    angles = torch.outer(pos, freqs.float())  # (t, d/2)
+    cos, sin = angles.cos(), angles.sin()
+    pairs = x.float().unflatten(-1, (d // 2, 2))  # (B', heads, t, d/2, 2)
+    a, b = pairs[..., 0], pairs[..., 1]
+    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -125,6 +158,8 @@ class Attention(nn.Module):
         # logits bounded, which is what lets the dynamics model train stably in bfloat16.
         self.q_norm = nn.RMSNorm(head_dim) if qk_norm else nn.Identity()
         self.k_norm = nn.RMSNorm(head_dim) if qk_norm else nn.Identity()
+        if rope:  # not saved: a function of head_dim alone
+            self.register_buffer("rope_freqs", rotary_frequencies(head_dim), persistent=False)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         qkv = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
@@ -139,20 +174,18 @@ class Attention(nn.Module):
             q, k = qkv[0], qkv[1]
         start = cache.position(self) if cache is not None else 0
         if self.rope:
-            q, k = rotary(q, start), rotary(k, start)
+            q, k = rotary(q, start, self.rope_freqs), rotary(k, start, self.rope_freqs)
         if cache is not None:
-            k, v = cache.extend(self, k, v)  # (B', h, past + L, d)
-        past = k.shape[2] - q.shape[2]
-        if self.causal and q.shape[2] > 1:
-            # Query i (absolute past + i) sees keys 0..past + i. SDPA's own is_causal aligns the
-            # diagonal top-left, which is wrong once a cache makes keys outnumber queries.
-            mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=x.device).tril(past)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        elif q.shape[2] == 1 and k.shape[2] > 1:
-            # One query per sequence (a play step's new frame against its cached past): two
-            # batched products cost two thirds of the fused kernel's set-up on the CPU.
-            weights = torch.softmax((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5, dim=-1)  # (B', h, 1, past + 1)
-            out = weights @ v  # (B', h, 1, d)
+            k, v, mask = cache.extend(self, k, v)  # (B', h, S, d) and which of the S keys each query reads
+            if q.shape[2] == 1:
+                # One query per sequence (a play step's new frame against its cached past): two
+                # batched products cost less than the fused kernel's set-up on the CPU.
+                scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B', h, 1, S)
+                out = torch.softmax(scores.masked_fill(~mask, -math.inf), dim=-1) @ v  # (B', h, 1, d)
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif self.causal and q.shape[2] > 1:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(rearrange(out, "b h l d -> b l (h d)"))

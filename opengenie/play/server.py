@@ -268,6 +268,14 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
     return app
 
 
+def _compile_in_background(world: Genie) -> None:
+    started = time.perf_counter()
+    print("opengenie play: compiling the play step in the background (the page plays meanwhile)", flush=True)
+    if world.compile_play():
+        print(f"opengenie play: play step compiled in {time.perf_counter() - started:.0f} s; "
+              "frames now come faster", flush=True)
+
+
 async def _close_quietly(ws: WebSocket, code: int, reason: str) -> None:
     try:
         await ws.close(code=code, reason=reason)
@@ -309,8 +317,11 @@ PROMPTS = "prompts"
 """A saved world's folder of starting frames (PNG), offered when `--data` is not given."""
 
 
-def serve(model: str | Path | Genie, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu", **options) -> None:
+def serve(model: str | Path | Genie, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
+          compiled: bool = False, **options) -> None:
     """Load a saved world (or take a loaded one) and serve the play page until Ctrl+C.
+    `compiled`: compile the play step (`Genie.compile_play`) in a background thread while the
+    page already plays eagerly; steps switch to the compiled passes once they are ready.
     `options` go to `create_app` (prompt, data, maskgit_steps, temperature, max_sessions, ...)."""
     import uvicorn
 
@@ -327,4 +338,9 @@ def serve(model: str | Path | Genie, host: str = "127.0.0.1", port: int = 8000, 
     print(f"opengenie play: open {url} in a browser  ({world.num_actions} actions; Ctrl+C to stop)", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"opengenie play: listening on {host}: anyone who can reach this machine can play", flush=True)
+    if compiled and options.get("bf16"):
+        print("opengenie play: --bf16 plays under autocast, which the compiled step does not cover: not compiling",
+              flush=True)
+    elif compiled:
+        threading.Thread(target=_compile_in_background, args=(world,), daemon=True, name="compile-play").start()
     uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=2**20)).run(sockets=[sock])
