@@ -97,13 +97,20 @@ def _actions(config: dict, metrics: dict | None, measured: dict | None) -> list[
         lines += [f"| {r['action']} | {label} | {arrows[r['action']]} | {_num(r['dx_total'])} | {_num(r['dy_total'])} |"
                   for r, label in zip(measured["actions"], measured["action_labels"])]
     elif play:
+        # The stored labels were measured from other prompts (`opengenie label`) than these rows: the
+        # last column names the motion of these rows, so a label that reads oddly beside them shows why.
         lines = [f"Held {play['steps']} steps from {play['prompts']} held-out frames (`opengenie eval`; camera "
                  "motion in px, dx > 0 right, dy < 0 up; broken: frames under the real frames' 1st percentile "
-                 "of shift-aligned PSNR):", "", "| action | label | key | dx | dy | broken |", "|---|---|---|---|---|---|"]
+                 "of shift-aligned PSNR)" + ("; label: stored in `config.json` by `opengenie label` from its own "
+                                             "prompts; these rows read: the label these rows alone give" if labels
+                                             else "") + ":", "",
+                 "| action | label | key | dx | dy | broken |" + (" these rows read |" if labels else ""),
+                 "|---|---|---|---|---|---|" + ("---|" if labels else "")]
         lines += [f"| {r['action']} | {labels[r['action']] if labels else r['label']} | {arrows[r['action']]} | "
-                  f"{_num(r['dx_total'])} | {_num(r['dy_total'])} | {r['broken']:.1%} |" for r in play["actions"]]
+                  f"{_num(r['dx_total'])} | {_num(r['dy_total'])} | {r['broken']:.1%} |"
+                  + (f" {r['label']} |" if labels else "") for r in play["actions"]]
         lines += [f"| real {r['action']} | the game's key | | {_num(r['dx_total'])} | {_num(r['dy_total'])} | "
-                  f"{r['broken']:.1%} |" for r in play.get("real") or []]
+                  f"{r['broken']:.1%} |" + (" |" if labels else "") for r in play.get("real") or []]
     elif labels:
         lines = ["Measured with `opengenie label` (each action held from held-out frames) and stored in "
                  "`config.json`:", "", "| action | label | key |", "|---|---|---|"]

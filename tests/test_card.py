@@ -81,6 +81,8 @@ def test_card_shows_the_evaluation_beside_its_baselines(world, tmp_path):
         assert cell.startswith(f"{m['videos'][key]['psnr']['mean']:.2f}".replace("-", "−") + " [")
     motion = _rows(text, "| action | label | key | dx | dy | broken |")
     assert [r[1] for r in motion[:len(LABELS)]] == list(LABELS)
+    # The stored labels come from other prompts: the last column is what these rows read as.
+    assert [r[6] for r in motion[:len(LABELS)]] == [a["label"] for a in m["playability"]["actions"]]
     assert [r[0] for r in motion[len(LABELS):]] == ["real RIGHT", "real LEFT", "real UP", "real none"]
     assert motion[0][3] == f"{m['playability']['actions'][0]['dx_total']:.1f}".replace("-", "−")
     assert f"ΔtPSNR@{m['controllability']['t']}" in text
