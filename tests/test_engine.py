@@ -67,7 +67,15 @@ def test_compiled_play_step_computes_the_eager_step_and_compiles_once():
         frame = state.step(a % world.num_actions)
     assert counters["stats"]["unique_graphs"] == graphs
     assert frame.shape == (1, 3, 1, 64, 64) and frame.isfinite().all()
-    tokens = state.tokens[:, -1:]
+    # The Gymnasium environment plays the compiled world without compiling it again.
+    from opengenie.envs import GenieEnv
+
+    env = GenieEnv(world, compiled=True)
+    env.reset(seed=0)
+    env.step(2)
+    assert env._state.graphs is state.graphs
+    assert counters["stats"]["unique_graphs"] == graphs
+    tokens = state.tokens[:, -1:].clone(memory_format=torch.contiguous_format)  # fresh strides, as a step has
     action = torch.tensor([[3]])
     with torch.no_grad():
         eager = world.dynamics._logits(tokens, action, state.dynamics_cache)
@@ -78,13 +86,5 @@ def test_compiled_play_step_computes_the_eager_step_and_compiles_once():
             eager = world.tokenizer.decode_ids(tokens, cache=one)
             compiled = state.graphs.decode_ids(tokens, cache=other)
         torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
-    # The Gymnasium environment plays the compiled world without compiling it again.
-    from opengenie.envs import GenieEnv
-
-    env = GenieEnv(world, compiled=True)
-    env.reset(seed=0)
-    env.step(2)
-    assert env._state.graphs is state.graphs
-    assert counters["stats"]["unique_graphs"] == graphs
     world.dynamics._play_graphs = None  # an uncompiled world again: rollouts play eagerly
     assert world.start(torch.zeros(1, 3, 1, 64, 64), seed=0)[0].graphs is None
