@@ -26,23 +26,22 @@ import copy
 import time
 import warnings
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Callable
 
 import torch
 
 from opengenie.config import MAX_STEPS, MAX_TEMPERATURE
 from opengenie.nn.attention import KVCache
-from opengenie.nn.checks import check_ids
+from opengenie.nn.checks import check_ids, is_int, is_number
 
 
 def check_sampling(maskgit_steps: int | None, temperature: float | None) -> None:
     """Refuse MaskGIT settings no step can run with (None means the model's own)."""
-    if maskgit_steps is not None and (isinstance(maskgit_steps, bool) or not isinstance(maskgit_steps, Integral)
+    if maskgit_steps is not None and (not is_int(maskgit_steps)
                                       or not 1 <= maskgit_steps <= MAX_STEPS):
         raise ValueError(f"maskgit_steps (MaskGIT iterations per frame) must be an integer in 1..{MAX_STEPS}, "
                          f"got {maskgit_steps!r}")
-    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+    if temperature is not None and (not is_number(temperature)
                                     or not 0 <= temperature <= MAX_TEMPERATURE):
         raise ValueError(f"temperature must be a number in 0..{MAX_TEMPERATURE:g} (0: the most likely tokens), "
                          f"got {temperature!r}")

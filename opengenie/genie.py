@@ -28,7 +28,7 @@ from opengenie.dynamics import DynamicsModel
 from opengenie.engine import Rollout, check_sampling  # noqa: F401 (check_sampling: the library's one check)
 from opengenie.images import ImageLike, load_frames, to_frames, to_video
 from opengenie.latent_action import LatentActionModel
-from opengenie.nn.checks import check_video
+from opengenie.nn.checks import check_video, is_int
 from opengenie.tokenizer import VideoTokenizer
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
@@ -179,7 +179,7 @@ class Genie(nn.Module):
         """Take latent action `action` in [0, num_actions) → the next frame (H, W, 3) uint8."""
         if self.state is None:
             raise RuntimeError("call reset(prompt) before step(action)")
-        if isinstance(action, bool) or not isinstance(action, (int, np.integer)):
+        if not is_int(action):
             raise ValueError(f"action must be an integer in 0..{self.num_actions - 1}, got {action!r}")
         self.frames.append(to_frames(self.state.step(torch.tensor([int(action)]))[0])[0])
         return self.frames[-1]

@@ -26,6 +26,7 @@ from gymnasium import spaces
 from opengenie.engine import Rollout, check_sampling, play_graphs
 from opengenie.genie import Genie
 from opengenie.images import ImageLike, load_frames, to_frames, to_video
+from opengenie.nn.checks import is_int
 
 
 class GenieEnv(gym.Env):
@@ -41,7 +42,7 @@ class GenieEnv(gym.Env):
                  temperature: float | None = None, device: str = "cpu", compiled: bool = False):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        if not is_int(max_steps) or max_steps < 1:
             raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
         check_sampling(maskgit_steps, temperature)
         self.world = model if isinstance(model, Genie) else Genie.from_pretrained(model, device=device)

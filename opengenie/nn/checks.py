@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import torch
+
+def is_int(value) -> bool:
+    """An integer (Python or NumPy), and not a bool: True and False are ints to Python, never ids."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """A real number (Python or NumPy), and not a bool."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
 
 # Inputs are expected in [-1, 1]. Small overshoot (e.g. Gaussian test noise) is tolerated;
 # pixel values in [0, 255] are not.

@@ -33,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from opengenie.genie import Genie, check_sampling
 from opengenie.images import ImageLike, load_frames
+from opengenie.nn.checks import is_int
 from opengenie.play.render import gif_bytes, upscale
 from opengenie.play.samples import sample_frames
 from opengenie.play.sessions import Session, SessionLimitError, SessionPool
@@ -205,7 +206,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
         kind = request.get("type") if isinstance(request, dict) else None
         if kind == "action":
             action = request.get("action")
-            if isinstance(action, bool) or not isinstance(action, int) or not 0 <= action < world.num_actions:
+            if not is_int(action) or not 0 <= action < world.num_actions:
                 raise ValueError(f"action must be an integer in 0..{world.num_actions - 1}, got {action!r}")
             frame = await pool.act(session, action)
         elif kind == "reset":
@@ -216,7 +217,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
                     "ms": round(1000 * (time.perf_counter() - started), 1), "images": [png_data_url(f) for f in frames]}
         elif kind == "sample":
             index = request.get("index")
-            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(samples):
+            if not is_int(index) or not 0 <= index < len(samples):
                 raise ValueError(f"sample index must be an integer in 0..{len(samples) - 1}, got {index!r}"
                                  if samples else "this server offers no sample frames (start it with --data)")
             frame = await pool.start(session, load_frames(samples[index].frame, size))
