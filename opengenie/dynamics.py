@@ -22,7 +22,7 @@ from einops import rearrange
 from torch import nn
 
 from opengenie.config import DynamicsConfig
-from opengenie.maskgit import sample, training_mask_rate
+from opengenie.maskgit import Generators, sample, training_mask_rate
 from opengenie.nn.attention import KVCache
 from opengenie.nn.blueprint import normalize
 from opengenie.nn.checks import check_ids
@@ -209,12 +209,13 @@ class DynamicsModel(nn.Module):
 
     @torch.no_grad()
     def next_frame(self, action_in: torch.Tensor, cache: KVCache, maskgit_steps: int | None = None,
-                   temperature: float | None = None, generator: torch.Generator | None = None,
+                   temperature: float | None = None, generator: Generators = None,
                    grid: tuple[int, int] | None = None, network: Callable | None = None) -> torch.Tensor:
         """The frame after the ones `cache` holds: action_in (B, 1) the action into it → tokens
         (B, 1, H', W'), whose keys/values the cache then holds too. Only the new frame is
         computed: each MaskGIT step reads the cached past (the engine's path, `Rollout.step`).
-        `network`: a stand-in for `_logits` with the same arithmetic (the compiled play pass)."""
+        `generator`: one, or one per row (`maskgit.uniform`); `network`: a stand-in for
+        `_logits` with the same arithmetic (the compiled play pass)."""
         c = self.config
         maskgit_steps = maskgit_steps or c.maskgit_steps
         temperature = c.temperature if temperature is None else temperature

@@ -12,7 +12,8 @@ image logger, evaluation — plays through this one class, and actions are check
 
 N rollouts that step together are one `Rollout` of batch size N (eval's clips, the action
 grid's rows): a step costs about as much per row as one rollout's on a GPU, and the caches hold
-the N histories side by side.
+the N histories side by side. Rollouts started apart (players of the play server) step together
+with `Rollout.step_together`: their caches are stacked for the step, each row at its own frame.
 
 `compile_play(tokenizer, dynamics)` (or `Genie.compile_play()`) compiles the two passes a step
 repeats — the dynamics model on one new frame against its cache, the decoder on one frame —
@@ -181,31 +182,70 @@ class Rollout:
         it is being played (the play server compiles in the background) speeds up its rollouts."""
         return play_graphs(self.tokenizer, self.dynamics) if self.dynamics_cache is not None else None
 
-    @torch.no_grad()
-    def step(self, action: torch.Tensor | int) -> torch.Tensor:
-        """Generate the next frame of every row after `action` (B,) int64 (an int for B = 1) →
-        video (B, C, 1, H, W) in [-1, 1]."""
+    def _action(self, action: torch.Tensor | int) -> torch.Tensor:
+        """`action` checked: (B,) int64 ids of this world's latent actions (an int for B = 1)."""
         if isinstance(action, int) and not isinstance(action, bool):
             action = torch.tensor([action])
         if not isinstance(action, torch.Tensor) or action.dim() != 1 or action.shape[0] != self.batch_size:
             raise ValueError(f"expected one action per rollout row, (B,) = ({self.batch_size},) int64, "
                              f"got {tuple(action.shape) if isinstance(action, torch.Tensor) else type(action).__name__}")
         check_ids(action, self.num_actions, "action", "(B,)")
-        actions = torch.cat([self.actions, action.to(self.actions)[:, None]], dim=1)  # (B, T)
-        context, context_actions = self.tokens[:, -self.window:], actions[:, -self.window:]
+        return action.to(self.actions)
+
+    def _record(self, action: torch.Tensor, new: torch.Tensor) -> None:
+        """Add the frame `new` (B, 1, H', W') reached by `action` (B,) to the history, keeping only
+        what a later step can read: the window (and the decoder's, if uncached)."""
+        keep = max(self.window, self.tokenizer.config.max_frames)
+        self.tokens = torch.cat([self.tokens, new], dim=1)[:, -keep:]
+        self.actions = torch.cat([self.actions, action[:, None]], dim=1)[:, -(keep - 1):]
+
+    @torch.no_grad()
+    def step(self, action: torch.Tensor | int) -> torch.Tensor:
+        """Generate the next frame of every row after `action` (B,) int64 (an int for B = 1) →
+        video (B, C, 1, H, W) in [-1, 1]."""
+        action = self._action(action)
         if self.dynamics_cache is None:
-            new = self.dynamics.generate(context, context_actions, self.maskgit_steps, self.temperature,
-                                         generator=self.generator)[:, -1:]  # (B, 1, H', W')
+            actions = torch.cat([self.actions, action[:, None]], dim=1)[:, -self.window:]  # (B, T)
+            new = self.dynamics.generate(self.tokens[:, -self.window:], actions, self.maskgit_steps,
+                                         self.temperature, generator=self.generator)[:, -1:]  # (B, 1, H', W')
         else:
             graphs = self.graphs
             network = graphs.frame_logits if graphs is not None else None
-            new = self.dynamics.next_frame(context_actions[:, -1:], self.dynamics_cache, self.maskgit_steps,
-                                           self.temperature, self.generator, grid=context.shape[2:], network=network)
-        # Keep only what a later step can read: the window (and the decoder's, if uncached).
-        keep = max(self.window, self.tokenizer.config.max_frames)
-        self.tokens = torch.cat([self.tokens, new], dim=1)[:, -keep:]
-        self.actions = actions[:, -(keep - 1):]
+            new = self.dynamics.next_frame(action[:, None], self.dynamics_cache, self.maskgit_steps,
+                                           self.temperature, self.generator, grid=self.tokens.shape[2:],
+                                           network=network)
+        self._record(action, new)
         return self.decode(new)
+
+    @staticmethod
+    @torch.no_grad()
+    def step_together(rollouts: list["Rollout"], actions: list[torch.Tensor | int]) -> list[torch.Tensor]:
+        """One step of several one-row rollouts of one world (players stepping at once) as one
+        batch → each one's frame (1, C, 1, H, W). Each row keeps its own history, caches and
+        random stream: its frame is the one `rollout.step(action)` would give (the same draws;
+        batched arithmetic may round differently in the last bits). The batched passes run
+        eagerly: a compiled pass is shaped for one row (`compile_play`)."""
+        if len(rollouts) == 1:
+            return [rollouts[0].step(actions[0])]
+        first = rollouts[0]
+        for r in rollouts:
+            if r.batch_size != 1 or r.dynamics_cache is None:
+                raise ValueError("step_together takes cached one-row rollouts (one per player)")
+            if (r.tokenizer is not first.tokenizer or r.dynamics is not first.dynamics
+                    or (r.maskgit_steps, r.temperature) != (first.maskgit_steps, first.temperature)):
+                raise ValueError("step_together takes rollouts of one world at the same MaskGIT settings")
+        action = torch.cat([r._action(a) for r, a in zip(rollouts, actions)])  # (N,)
+        dynamics_cache = KVCache.stack([r.dynamics_cache for r in rollouts])
+        new = first.dynamics.next_frame(action[:, None], dynamics_cache, first.maskgit_steps, first.temperature,
+                                        [r.generator for r in rollouts], grid=first.tokens.shape[2:])
+        dynamics_cache.unstack([r.dynamics_cache for r in rollouts])
+        decoder_cache = KVCache.stack([r.decoder_cache for r in rollouts])
+        with decoder_cache.appending():
+            video = first.tokenizer.decode_ids(new, cache=decoder_cache)  # (N, C, 1, H, W)
+        decoder_cache.unstack([r.decoder_cache for r in rollouts])
+        for i, r in enumerate(rollouts):
+            r._record(action[i:i + 1], new[i:i + 1])
+        return list(video.split(1))
 
     def decode(self, new: torch.Tensor) -> torch.Tensor:
         """Decode the newest frames `new` (B, t, H', W') that were just added → (B, C, t, H, W)."""

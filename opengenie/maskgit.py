@@ -8,7 +8,7 @@ and sampling (`sample`).
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import torch
 
@@ -40,7 +40,22 @@ def training_mask_rate(batch: int, min_rate: float, generator: torch.Generator |
     return mask_schedule(progress, "linear").float()  # (B,)
 
 
-def draw_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def uniform(shape: tuple[int, ...], generator: Generators, device: torch.device | str,
+            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """U[0, 1) numbers of `shape` from `generator`, or from one generator per index of the first
+    axis (rollouts of several players stepped together, each on its own random stream: row i
+    gets exactly the numbers its generator would give it alone)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"expected one generator per row, {shape[0]}, got {len(generator)}")
+    return torch.cat([torch.rand((1, *shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
+
+
+def draw_categorical(probs: torch.Tensor, generator: Generators = None) -> torch.Tensor:
     """One draw per row of `probs` (..., V) (rows sum to 1) → ids (...) int64.
 
     Inverse-CDF sampling: one uniform number per row, looked up in the running sum of the
@@ -48,14 +63,14 @@ def draw_categorical(probs: torch.Tensor, generator: torch.Generator | None = No
     random number on every one of the V entries, which was a tenth of a play step on the CPU.
     """
     cdf = probs.cumsum(dim=-1)  # (..., V)
-    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device, dtype=cdf.dtype)
+    u = uniform(probs.shape[:-1] + (1,), generator, probs.device, cdf.dtype)
     # Scaled by the last entry so rounding in the sum can never leave u past the end.
     return torch.searchsorted(cdf, u * cdf[..., -1:]).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
 
 
 def sample(logits_fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor, mask_id: int,
            steps: int, temperature: float = 1.0, schedule: Schedule = "cosine",
-           choice_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+           choice_noise: float = 0.0, generator: Generators = None) -> torch.Tensor:
     """Fill every `mask_id` position of `tokens` (B, N) int64 in `steps` parallel steps.
 
     logits_fn: tokens (B, N) → logits (B, N, V); called once per step with the current tokens,
@@ -80,7 +95,7 @@ def sample(logits_fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tens
             draw = probs.argmax(dim=-1)
         confidence = torch.gather(probs, -1, draw[..., None]).squeeze(-1).log()  # (B, N)
         if choice_noise > 0:
-            u = torch.rand(confidence.shape, generator=generator, device=confidence.device)
+            u = uniform(confidence.shape, generator, confidence.device)
             gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0)))
             confidence = confidence + choice_noise * (1.0 - (step + 1) / steps) * gumbel
         # Fixed tokens are never re-masked: they are what later steps condition on, and

@@ -7,6 +7,11 @@ codes × 32, and an ST-transformer decoder. Genie's ablation (Table 3) prefers i
 
 Seed variant (`kind="magvit2"`): MagViT-2 conv encoder/decoder built from blueprints, a
 lookup-free quantizer, and optional perceptual and GAN losses.
+
+The perceptual network and the discriminator are training machinery (`TokenizerCriterion`):
+a tokenizer built from a config holds neither, and its trainer passes them to `forward`
+(`TokenizerModule`). Built from the seed's keywords, it is its own trainer, as in the seed's
+`loss, aux = tokenizer(video)`, and holds the criterion its config asks for.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from torch import nn
 from opengenie.config import TokenizerConfig
 from opengenie.nn.attention import KVCache
 from opengenie.nn.checks import check_video
+from opengenie.nn.losses import TokenizerCriterion
 from opengenie.nn.patch import PatchEmbed, Unpatchify
 from opengenie.nn.quantize import Quantized, VectorQuantizer
 from opengenie.nn.st_transformer import STTransformer
@@ -57,6 +63,29 @@ class TokenizerLoss:
         return dict(vars(self))
 
 
+def without_discriminator(names, prefix: str = "") -> list:
+    """`names` (of a state dict) less the discriminator's, which tokenizers saved before it
+    moved to their trainer (`TokenizerCriterion`); `prefix`: the tokenizer's, e.g. "tokenizer."."""
+    return [n for n in names if not n.startswith(prefix + "discriminator.")]
+
+
+def _terms(config: TokenizerConfig) -> tuple[bool, bool]:
+    """Whether `config` asks for a GAN term and for a perceptual term (a model named, weight > 0)."""
+    return (config.disc_kwargs is not None and config.gan_loss_weight > 0,
+            config.perceptual_model is not None and config.perc_loss_weight > 0)
+
+
+def criterion_for(config: TokenizerConfig) -> TokenizerCriterion | None:
+    """The perceptual and GAN terms `config` asks for, or None if it asks for neither."""
+    gan, perceptual = _terms(config)
+    if not (gan or perceptual):
+        return None
+    return TokenizerCriterion(disc_kwargs=config.disc_kwargs if gan else None,
+                              perceptual_model=config.perceptual_model if perceptual else None,
+                              perc_feat_layers=config.perc_feat_layers,
+                              gan_frames_per_batch=config.gan_frames_per_batch)
+
+
 def config_from_seed(**kwargs: Any) -> TokenizerConfig:
     """A TokenizerConfig from the seed README's keywords (enc_desc, dec_desc, d_codebook, ...)."""
     fields = _seed_fields(kwargs)
@@ -74,6 +103,10 @@ class VideoTokenizer(nn.Module):
     keywords (`VideoTokenizer(enc_desc=..., dec_desc=..., d_codebook=18, ...)`).
     """
 
+    # The modules that decide a clip's token ids; the rest (from_code, decoder_pos, decoder,
+    # unpatch) only turn ids back into frames, so a decoder trained further keeps every id.
+    TOKEN_SIDE = ("embed", "encoder", "to_code", "quantizer")
+
     def __init__(self, config: TokenizerConfig | None = None, **seed_kwargs: Any) -> None:
         super().__init__()
         if config is None:
@@ -81,8 +114,8 @@ class VideoTokenizer(nn.Module):
         elif seed_kwargs:
             config = replace(config, **_seed_fields(seed_kwargs))
         self.config = c = config
-        self.discriminator: nn.Module | None = None
-        self.perceptual: nn.Module | None = None
+        # The seed's stand-alone tokenizer trains itself; one built from a config leaves it to its trainer.
+        self.criterion = criterion_for(c) if seed_kwargs else None
         if c.kind == "st-vivit":
             self.embed = PatchEmbed(c.in_channels, c.patch_size, c.dim, c.grid)
             self.encoder = STTransformer(c.dim, c.depth, c.heads, mlp_ratio=c.mlp_ratio)
@@ -106,14 +139,6 @@ class VideoTokenizer(nn.Module):
             c.code_dim, n_codebook=c.n_codebook, bias=c.lfq_bias, frac_sample=c.lfq_frac_sample,
             commitment_weight=c.lfq_commit_weight, entropy_weight=c.lfq_entropy_weight,
             diversity_weight=c.lfq_diversity_weight)
-        if c.disc_kwargs is not None and c.gan_loss_weight > 0:
-            from opengenie.nn.discriminator import FrameDiscriminator
-
-            self.discriminator = FrameDiscriminator(**c.disc_kwargs)
-        if c.perceptual_model is not None and c.perc_loss_weight > 0:
-            from opengenie.nn.losses import PerceptualLoss
-
-            self.perceptual = PerceptualLoss(c.perceptual_model, c.perc_feat_layers)
 
     # --- the verbs -----------------------------------------------------------------------
 
@@ -160,45 +185,40 @@ class VideoTokenizer(nn.Module):
         codes = self.quantizer.embed(ids)  # (B, T', H', W', D)
         return self.decode(rearrange(codes, "b t h w d -> b d t h w"), cache=cache)
 
-    def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, TokenizerLoss]:
-        """Training loss of a batch: (loss, TokenizerLoss with its parts)."""
+    def reconstruct(self, video: torch.Tensor) -> torch.Tensor:
+        """video → its reconstruction through the codes, (B, C, T, H, W)."""
+        return self.decode(self.tokenize(video)[0])
+
+    def forward(self, video: torch.Tensor, criterion: TokenizerCriterion | None = None
+                ) -> tuple[torch.Tensor, TokenizerLoss]:
+        """Training loss of a batch: (loss, TokenizerLoss with its parts).
+
+        criterion: the perceptual and GAN terms (default: the tokenizer's own, which only the
+        seed's keywords build); a config that asks for them needs one.
+        """
         c = self.config
+        criterion = criterion if criterion is not None else self.criterion
+        if criterion is None and any(_terms(c)):
+            raise ValueError("this tokenizer's config asks for perceptual or GAN terms, which are its trainer's: "
+                             "pass criterion=opengenie.tokenizer.criterion_for(config), or train it with "
+                             "TokenizerModule")
         q = self.quantize(video)
         recon = self.decode(rearrange(q.codes, "b t h w d -> b d t h w"))
         zero = video.new_zeros(())
         parts = TokenizerLoss(recon=F.mse_loss(recon.float(), video.float()), quant=q.loss,
                               perceptual=zero, gan=zero, perplexity=q.perplexity, usage=q.usage)
-        if self.perceptual is not None:
-            parts.perceptual = self.perceptual(recon, video)
-        if self.discriminator is not None:
-            from opengenie.nn.discriminator import generator_loss
-
-            parts.gan = generator_loss(self.discriminator(self._gan_frames(recon)))
+        if criterion is not None:
+            parts.perceptual, parts.gan = criterion(recon, video)
         loss = (parts.recon + c.quant_loss_weight * parts.quant + c.perc_loss_weight * parts.perceptual
                 + c.gan_loss_weight * parts.gan)
         return loss, parts
 
-    # --- the GAN variant's second player -------------------------------------------------
-
-    def _gan_frames(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`gan_frames_per_batch` random frames of each video: (B·k, C, H, W)."""
-        b, _, t = video.shape[:3]
-        k = min(self.config.gan_frames_per_batch, t)
-        idx = torch.rand(b, t, generator=generator, device=video.device).argsort(dim=1)[:, :k]  # (B, k)
-        frames = rearrange(video, "b c t h w -> b t c h w")[torch.arange(b, device=video.device)[:, None], idx]
-        return rearrange(frames, "b k c h w -> (b k) c h w")
-
     def discriminator_loss(self, video: torch.Tensor) -> torch.Tensor:
-        """The discriminator's loss on real frames vs the current reconstructions (no grad to G)."""
-        if self.discriminator is None:
-            raise ValueError("this tokenizer has no discriminator (set disc_kwargs and gan_loss_weight > 0)")
-        from opengenie.nn.discriminator import discriminator_loss
-
+        """The seed's stand-alone tokenizer: its discriminator's loss on real frames vs the
+        current reconstructions (no gradient to the tokenizer)."""
+        if self.criterion is None or self.criterion.discriminator is None:
+            raise ValueError("this tokenizer has no discriminator (build it from the seed's keywords with "
+                             "disc_kwargs and gan_loss_weight > 0, or train it with TokenizerModule)")
         with torch.no_grad():
-            recon = self.decode(self.tokenize(video)[0])
-        gen = torch.Generator(device=video.device).manual_seed(int(torch.randint(0, 2**31, ()).item()))
-        state = gen.get_state()
-        real = self._gan_frames(video, gen)
-        gen.set_state(state)  # the same frames of the reconstruction as of the real video
-        fake = self._gan_frames(recon, gen)
-        return discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
+            recon = self.reconstruct(video)
+        return self.criterion.discriminator_loss(recon, video)

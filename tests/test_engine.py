@@ -52,6 +52,33 @@ def test_settings_are_the_rollouts_own(world):
     torch.testing.assert_close(copy.step(torch.tensor([2])), state.step(torch.tensor([2])))
 
 
+def test_rollouts_started_apart_step_together_as_they_would_alone(world):
+    """`step_together`: players at different frames (one past the window, its ring wrapped), each
+    on its own random stream at temperature 1, get exactly the frames stepping alone gives, and
+    keep stepping alone afterwards as if they had never been batched."""
+    rollouts = []
+    for i, age in enumerate((0, 3, 11)):  # 11 > max_frames - 1 = 7: every slot of the ring rewritten
+        state, _ = world.start(torch.rand(1, 3, 1 + i % 2, 64, 64) * 2 - 1, seed=i)
+        for a in range(age):
+            state.step(a % world.num_actions)
+        rollouts.append(state)
+    alone = [r.branch() for r in rollouts]
+    for step in range(4):
+        actions = [(step + i) % world.num_actions for i in range(3)]
+        together = Rollout.step_together(rollouts, actions)
+        for frame, solo, a in zip(together, alone, actions):
+            assert torch.equal(frame, solo.step(a))
+    for r, solo in zip(rollouts, alone):
+        assert torch.equal(r.tokens, solo.tokens) and torch.equal(r.actions, solo.actions)
+        assert torch.equal(r.step(1), solo.step(1))
+    with pytest.raises(ValueError, match="action"):
+        Rollout.step_together(rollouts, [0, world.num_actions, 1])
+    assert all(torch.equal(r.tokens, solo.tokens) for r, solo in zip(rollouts, alone))  # refused: nothing changed
+    two, _ = world.start(torch.zeros(2, 3, 1, 64, 64), seed=0)
+    with pytest.raises(ValueError, match="one-row"):
+        Rollout.step_together([two, rollouts[0]], [torch.tensor([0, 1]), 0])
+
+
 def test_compiled_play_step_computes_the_eager_step_and_compiles_once():
     """`compile_play`: the compiled passes give the eager logits from the same cache, and
     stepping far past the window (every cache slot rewritten) compiles nothing new."""

@@ -254,6 +254,39 @@ def test_long_session_matches_the_engine():
     pool.shutdown()
 
 
+def test_players_stepping_at_once_are_one_batch_and_see_their_own_frames():
+    """Players whose keys arrive together are stepped as one batch, and each sees exactly the
+    frames its session would show played alone."""
+    from opengenie.images import to_frames, to_video
+    from opengenie.play.sessions import SessionPool
+
+    world = Genie(presets.tiny()).eval()
+    prompt = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    pool = SessionPool(world, prompt)
+    plans = [[1, 2, 3, 4], [5, 6, 7, 0], [2, 2, 2, 2]]
+
+    async def play():
+        sessions = [pool.create() for _ in plans]
+        for seed, session in enumerate(sessions):
+            await pool.start(session)
+            session.state.generator.manual_seed(seed)
+        await pool.act(sessions[2], 0)  # the third player is one step ahead
+        frames = []
+        for step in range(4):
+            frames.append(await asyncio.gather(*(pool.act(s, plan[step]) for s, plan in zip(sessions, plans))))
+        return frames
+
+    frames = asyncio.run(play())
+    assert pool.batch_sizes == [1, 3, 3, 3, 3]
+    for seed, plan in enumerate(plans):
+        state, _ = world.start(to_video(prompt))
+        state.generator.manual_seed(seed)
+        ahead = [0] if seed == 2 else []
+        alone = [to_frames(state.step(torch.tensor([a]))[0])[0] for a in ahead + plan][len(ahead):]
+        assert all((frames[step][seed] == alone[step]).all() for step in range(4))
+    pool.shutdown()
+
+
 def test_websocket_origin_is_checked(server):
     """A page of another web origin cannot open a session; the page's own origin and non-browser clients can; an allowed origin can too."""
     from opengenie.play.server import same_origin

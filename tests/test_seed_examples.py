@@ -65,7 +65,7 @@ def test_magvit2_presets_pair_up():
     """MAGVIT2_ENC_DESC + MAGVIT2_DEC_DESC give back the input's shape; switches turn losses off."""
     tokenizer = VideoTokenizer(enc_desc=MAGVIT2_ENC_DESC, dec_desc=MAGVIT2_DEC_DESC, d_codebook=18,
                                perceptual_model=None, gan_loss_weight=0)
-    assert tokenizer.discriminator is None and tokenizer.perceptual is None
+    assert tokenizer.criterion is None
     video = torch.randn(1, 3, 4, 32, 32)
     assert tokenizer.decode(tokenizer.tokenize(video)[0]).shape == video.shape
     loss, parts = tokenizer(video)

@@ -125,6 +125,30 @@ def test_export_refuses_another_tokenizer(dynamics_run, tmp_path):
         export(tmp_path / "other.ckpt", tmp_path / "w")
 
 
+def test_decoder_trained_further_keeps_the_tokens_and_exports(coinrun, tokenizer_run, dynamics_run, tmp_path):
+    """`train_part: decoder` from a trained tokenizer changes only the decoder: clips keep their
+    ids, and stage 2 (trained on the old tokenizer) exports with the new decoder."""
+    first = tokenizer_run / "ckpt" / "last.ckpt"
+    main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "dec", 2, "--model.init_args.init", str(first),
+               "--model.init_args.train_part", "decoder", "--model.init_args.warmup_steps", "1"), stage="tokenizer")
+    before = torch.load(first, weights_only=True)["state_dict"]
+    after = torch.load(tmp_path / "dec" / "ckpt" / "last.ckpt", weights_only=True)["state_dict"]
+    token_side = [k for k in before if k.split(".")[1] in ("embed", "encoder", "to_code", "quantizer")]
+    decoder = [k for k in before if k.split(".")[1] in ("from_code", "decoder", "unpatch")]
+    assert token_side and decoder
+    assert all(torch.equal(before[k], after[k]) for k in token_side)
+    assert sum(not torch.equal(before[k], after[k]) for k in decoder) >= len(decoder) // 2
+
+    world = export(dynamics_run / "ckpt" / "last.ckpt", tmp_path / "world", tokenizer=tmp_path / "dec" / "ckpt" / "last.ckpt")
+    genie = Genie.from_pretrained(world)
+    assert torch.equal(genie.tokenizer.unpatch.proj.weight, after["tokenizer.unpatch.proj.weight"])
+    old = export(dynamics_run / "ckpt" / "last.ckpt", tmp_path / "old")
+    video = torch.from_numpy(np.load(next(Path(coinrun).glob("**/*.npz")))["frames"][:SEQ]).permute(3, 0, 1, 2)
+    video = (video.float() / 127.5 - 1)[None]
+    with torch.no_grad():
+        assert torch.equal(genie.tokenizer.tokenize(video)[1], Genie.from_pretrained(old).tokenizer.tokenize(video)[1])
+
+
 def test_cached_tokens_give_the_same_loss(coinrun, tokenizer_run):
     """Cached tokens equal on-the-fly ones and give the same stage-2 loss with the same masks."""
     module = DynamicsModule(str(tokenizer_run / "ckpt" / "last.ckpt")).eval()
@@ -191,7 +215,7 @@ def test_non_finite_loss_names_the_step(coinrun):
         trainer.fit(_Poisoned(warmup_steps=1), datamodule=data)
 
 
-def test_gan_variant_uses_two_optimisers(coinrun):
+def test_gan_variant_uses_two_optimisers(coinrun, tmp_path):
     """The MagViT-2 tokenizer with a GAN loss trains by manual optimisation: the generator's
     optimiser holds no discriminator weight, and both players' weights move."""
     conv = lambda i, o: {"in_channels": i, "out_channels": o, "kernel_size": 3}  # noqa: E731
@@ -204,8 +228,9 @@ def test_gan_variant_uses_two_optimisers(coinrun):
         "disc_kwargs": {"inp_size": [64, 64], "model_dim": 8, "dim_mults": [1, 2], "down_step": [4, 4], "num_groups": 4}}}
     module = TokenizerModule(overrides=overrides, warmup_steps=1)
     assert not module.automatic_optimization
-    disc = module.tokenizer.discriminator
-    before = {n: p.detach().clone() for n, p in module.tokenizer.named_parameters()}
+    disc = module.criterion.discriminator
+    assert module.tokenizer.criterion is None  # the trainer's machinery, not the model's
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
     trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, use_distributed_sampler=False)
     trainer.fit(module, datamodule=GenieDataModule(str(coinrun), seq_len=SEQ, batch_size=2, num_workers=0,
@@ -214,8 +239,16 @@ def test_gan_variant_uses_two_optimisers(coinrun):
     in_g = {id(p) for g in opt_g.param_groups for p in g["params"]}
     assert not in_g & {id(p) for p in disc.parameters()}
     assert {id(p) for g in opt_d.param_groups for p in g["params"]} == {id(p) for p in disc.parameters()}
-    moved = {n for n, p in module.tokenizer.named_parameters() if not torch.equal(p.detach(), before[n])}
-    assert any(n.startswith("discriminator.") for n in moved) and any(n.startswith("encoder.") for n in moved)
+    moved = {n for n, p in module.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert any(n.startswith("criterion.discriminator.") for n in moved)
+    assert any(n.startswith("tokenizer.encoder.") for n in moved)
+    from opengenie.training.checkpoints import load_tokenizer
+
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, tmp_path / "gan.ckpt")
+    trained = load_tokenizer(tmp_path / "gan.ckpt")  # as stage 2 and export read it: the model alone
+    assert trained.criterion is None and not any("discriminator" in k for k in trained.state_dict())
+    with pytest.raises(ValueError, match="its trainer's"):
+        trained(torch.zeros(1, 3, SEQ, 64, 64))
 
 
 def test_sampler_stream_resumes_and_splits_over_ranks():

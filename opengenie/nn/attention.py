@@ -55,12 +55,52 @@ class KVCache:
             self.write = False
 
     def __len__(self) -> int:
-        """Number of frames held (the same for every layer)."""
-        return int(next(iter(self._valid.values()))[:-1].sum()) if self._valid else 0
+        """Number of frames held (the same for every layer; the first row's, in a stack)."""
+        return int(next(iter(self._valid.values())).reshape(-1, self._slots())[0, :-1].sum()) if self._valid else 0
+
+    def _slots(self) -> int:
+        return next(iter(self._ring.values()))[0].shape[2]
 
     def position(self, layer: nn.Module) -> torch.Tensor | int:
-        """Absolute frame index at which `layer`'s next input starts (for RoPE)."""
+        """Absolute frame index at which `layer`'s next input starts (for RoPE): a () tensor, or
+        (B',) one per row in a stack of caches (`stack`)."""
         return self._pos.get(id(layer), 0)
+
+    # --- several rollouts' caches as one batch --------------------------------------------
+
+    @classmethod
+    def stack(cls, caches: list["KVCache"]) -> "KVCache":
+        """The caches of several rollouts of one world side by side, as one cache whose rows keep
+        their own positions and held frames, for one-frame steps taken together (the play
+        server's players). The rollouts may stand at different frames: keys are stored rotated
+        and the mask is per row, so a row reads exactly what its own cache holds. Write the
+        result back with `unstack`."""
+        first = caches[0]
+        if first.max_frames is None or any(c.max_frames != first.max_frames or c._ring.keys() != first._ring.keys()
+                                           for c in caches):
+            raise ValueError("only bounded caches of one world, all prefilled, can be stacked")
+        out = cls(first.max_frames)
+        for key in first._ring:
+            rows = [c._ring[key][0].shape[0] for c in caches]
+            out._ring[key] = tuple(torch.cat([c._ring[key][i] for c in caches]) for i in range(2))
+            out._valid[key] = torch.cat([c._valid[key].expand(r, -1) if c._valid[key].dim() == 1 else c._valid[key]
+                                         for c, r in zip(caches, rows)])
+            out._pos[key] = torch.cat([c._pos[key].expand(r) if c._pos[key].dim() == 0 else c._pos[key]
+                                       for c, r in zip(caches, rows)])
+        return out
+
+    def unstack(self, caches: list["KVCache"]) -> None:
+        """Copy this stack's rows back into the caches it was stacked from (in the same order)."""
+        for key in self._ring:
+            start = 0
+            for cache in caches:
+                rows = cache._ring[key][0].shape[0]
+                for mine, theirs in zip(self._ring[key], cache._ring[key]):
+                    theirs.copy_(mine[start:start + rows])
+                valid, pos = self._valid[key][start:start + rows], self._pos[key][start:start + rows]
+                cache._valid[key].copy_(valid[0] if cache._valid[key].dim() == 1 else valid)
+                cache._pos[key].copy_(pos[0] if cache._pos[key].dim() == 0 else pos)
+                start += rows
 
     def _layer(self, key: int, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The layer's ring buffers and validity mask, allocated on its first frames."""
@@ -101,10 +141,14 @@ class KVCache:
             self._grow(key, t)
         kring, vring, valid = self._layer(key, k)
         capacity = kring.shape[2] - 1
+        per_row = valid.dim() == 2  # a stack of caches (`stack`): a mask and a position per row
         if t == 1:  # a play step: the frame goes to the scratch slot, the ring is read in place
             kring[:, :, capacity:] = k
             vring[:, :, capacity:] = v
-            keys, values, mask = kring, vring, valid[None]  # mask (1, capacity + 1)
+            keys, values = kring, vring
+            mask = valid[:, None, None] if per_row else valid[None]  # (B', 1, 1, capacity + 1) or (1, capacity + 1)
+        elif per_row:
+            raise ValueError("a stack of caches takes one-frame steps only; prefill each rollout's own cache")
         else:  # a prompt: held frames, then the new ones causally
             keys, values = torch.cat([kring[:, :, :capacity], k], dim=2), torch.cat([vring[:, :, :capacity], v], dim=2)
             causal = torch.ones(t, t, dtype=torch.bool, device=k.device).tril()
@@ -112,12 +156,18 @@ class KVCache:
         if self.write:
             if t == 1:  # the reads above are views of the ring, which the writes below change
                 keys, values, mask = keys.clone(), values.clone(), mask.clone()
-            kept = min(t, capacity)  # a prompt longer than the ring leaves only its newest frames
             pos = self._pos[key]
-            slots = (pos + torch.arange(t - kept, t, device=k.device)) % capacity  # (kept,)
-            kring.index_copy_(2, slots, k[:, :, t - kept:])
-            vring.index_copy_(2, slots, v[:, :, t - kept:])
-            valid.index_fill_(0, slots, True)
+            if per_row:  # each row's oldest slot
+                rows, slot = torch.arange(k.shape[0], device=k.device), pos % capacity  # (B',) each
+                kring[rows, :, slot] = k[:, :, 0]
+                vring[rows, :, slot] = v[:, :, 0]
+                valid[rows, slot] = True
+            else:
+                kept = min(t, capacity)  # a prompt longer than the ring leaves only its newest frames
+                slots = (pos + torch.arange(t - kept, t, device=k.device)) % capacity  # (kept,)
+                kring.index_copy_(2, slots, k[:, :, t - kept:])
+                vring.index_copy_(2, slots, v[:, :, t - kept:])
+                valid.index_fill_(0, slots, True)
             pos.add_(t)
         return keys, values, mask
 
@@ -129,13 +179,16 @@ def rotary_frequencies(d: int, base: float = 10_000.0) -> torch.Tensor:
 
 def rotary(x: torch.Tensor, start: torch.Tensor | int, freqs: torch.Tensor) -> torch.Tensor:
     """Rotate pairs of channels (2j, 2j+1) of `x` (B', heads, t, d) by the angles pos·θ_j of
-    positions start..start+t (`start` an int, or a () tensor, as a cache keeps it) and the
-    frequencies `freqs` (d/2,) θ_j (`rotary_frequencies`). Real
-    arithmetic, (a, b) → (a cos − b sin, a sin + b cos): the complex product, in a form
-    torch.compile fuses."""
+    positions start..start+t (`start` an int, a () tensor as a cache keeps it, or (B',) one per
+    row as a stack of caches keeps them) and the frequencies `freqs` (d/2,) θ_j
+    (`rotary_frequencies`). Real arithmetic, (a, b) → (a cos − b sin, a sin + b cos): the
+    complex product, in a form torch.compile fuses."""
     t, d = x.shape[-2], x.shape[-1]
-    pos = torch.arange(t, device=x.device, dtype=torch.float32) + start  # (t,)
-    angles = torch.outer(pos, freqs.float())  # (t, d/2)
+    pos = torch.arange(t, device=x.device, dtype=torch.float32)  # (t,)
+    if isinstance(start, torch.Tensor) and start.dim() == 1:
+        angles = ((pos + start[:, None])[..., None] * freqs.float())[:, None]  # (B', 1, t, d/2)
+    else:
+        angles = torch.outer(pos + start, freqs.float())  # (t, d/2)
     cos, sin = angles.cos(), angles.sin()
     pairs = x.float().unflatten(-1, (d // 2, 2))  # (B', heads, t, d/2, 2)
     a, b = pairs[..., 0], pairs[..., 1]

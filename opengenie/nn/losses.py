@@ -1,14 +1,21 @@
-"""Perceptual loss: distances between frozen ImageNet VGG16 features of two videos.
+"""Training terms of a tokenizer beyond reconstruction: a perceptual distance between frozen
+ImageNet VGG16 features of two videos, and a frame GAN (`TokenizerCriterion` holds both).
 
     perceptual = PerceptualLoss("vgg16", layers=("features.6", "features.13", "features.18", "features.25"))
     loss = perceptual(recon, video)      # videos (B, 3, T, H, W) in [-1, 1] → scalar
+
+    criterion = TokenizerCriterion(disc_kwargs={...}, perceptual_model="vgg16")
+    perceptual, gan = criterion(recon, video)           # the tokenizer's side
+    criterion.discriminator_loss(recon.detach(), video)  # the discriminator's side
 
 The VGG16 is the LPIPS trunk of `opengenie.features.lpips` (torchvision layer names), with
 weights from `opengenie weights fetch`. It is loaded on first use, onto the input's device,
 and is not a registered submodule: it never enters the tokenizer's state_dict, parameters or
 optimiser, and a tokenizer can be built (and used to encode/decode) without the weights.
 
-The GAN losses live beside the discriminator in `opengenie.nn.discriminator`.
+The GAN losses live beside the discriminator in `opengenie.nn.discriminator`. This is training
+machinery: a world's tokenizer holds none of it; whoever trains one does (TokenizerModule, or
+the seed's stand-alone `VideoTokenizer(disc_kwargs=..., perceptual_model=...)`).
 """
 
 from __future__ import annotations
@@ -86,3 +93,64 @@ class PerceptualLoss(nn.Module):
             diff = _unit_normalize(out[name]) - _unit_normalize(ref[name])  # (N, C, H', W')
             total = total + diff.pow(2).sum(dim=1).mean()
         return total / len(self.layers)
+
+
+class TokenizerCriterion(nn.Module):
+    """The perceptual and GAN terms of a tokenizer's loss, and the discriminator's own loss.
+
+    disc_kwargs: the `FrameDiscriminator`'s arguments (None: no GAN term);
+    perceptual_model / perc_feat_layers: as `PerceptualLoss` (None: no perceptual term);
+    gan_frames_per_batch: frames of each video the discriminator judges (drawn at random).
+    The discriminator is a registered submodule (it is trained, and checkpointed with its
+    trainer); the VGG16 is not (see `PerceptualLoss`).
+    """
+
+    def __init__(self, *, disc_kwargs: dict | None = None, perceptual_model: str | None = None,
+                 perc_feat_layers: Sequence[str] = ("features.6", "features.13", "features.18", "features.25"),
+                 gan_frames_per_batch: int = 4) -> None:
+        super().__init__()
+        if gan_frames_per_batch < 1:
+            raise ValueError(f"gan_frames_per_batch must be ≥ 1, got {gan_frames_per_batch}")
+        self.frames_per_batch = gan_frames_per_batch
+        self.discriminator: nn.Module | None = None
+        self.perceptual: PerceptualLoss | None = None
+        if disc_kwargs is not None:
+            from opengenie.nn.discriminator import FrameDiscriminator
+
+            self.discriminator = FrameDiscriminator(**disc_kwargs)
+        if perceptual_model is not None:
+            self.perceptual = PerceptualLoss(perceptual_model, perc_feat_layers)
+
+    def frames(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`gan_frames_per_batch` random frames of each video (B, C, T, H, W): (B·k, C, H, W)."""
+        b, _, t = video.shape[:3]
+        k = min(self.frames_per_batch, t)
+        idx = torch.rand(b, t, generator=generator, device=video.device).argsort(dim=1)[:, :k]  # (B, k)
+        frames = rearrange(video, "b c t h w -> b t c h w")[torch.arange(b, device=video.device)[:, None], idx]
+        return rearrange(frames, "b k c h w -> (b k) c h w")
+
+    def forward(self, recon: torch.Tensor, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(perceptual, gan) terms of the tokenizer's loss for reconstructions of `video`, each a
+        scalar with gradient to `recon` (0 where that term is not built)."""
+        zero = recon.new_zeros(())
+        perceptual = self.perceptual(recon, video) if self.perceptual is not None else zero
+        gan = zero
+        if self.discriminator is not None:
+            from opengenie.nn.discriminator import generator_loss
+
+            gan = generator_loss(self.discriminator(self.frames(recon)))
+        return perceptual, gan
+
+    def discriminator_loss(self, recon: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """The discriminator's loss on real frames of `video` vs the same frames of `recon`
+        (detached: no gradient reaches the tokenizer)."""
+        if self.discriminator is None:
+            raise ValueError("this criterion has no discriminator (set disc_kwargs and gan_loss_weight > 0)")
+        from opengenie.nn.discriminator import discriminator_loss
+
+        gen = torch.Generator(device=video.device).manual_seed(int(torch.randint(0, 2**31, ()).item()))
+        state = gen.get_state()
+        real = self.frames(video, gen)
+        gen.set_state(state)  # the same frames of the reconstruction as of the real video
+        fake = self.frames(recon.detach(), gen)
+        return discriminator_loss(self.discriminator(real), self.discriminator(fake))

@@ -4,6 +4,12 @@ The networks are stateless, so every session shares the loaded weights and keeps
 `Rollout` (token history, key/value caches, random stream). All forward passes run on a single
 worker thread: torch already spreads one forward pass over every core, and two passes at once
 would only fight over them. Sessions idle for longer than `idle_timeout` seconds are freed.
+
+Players who press a key while the world is busy wait for the step in progress; their steps are
+then taken together, as one batch (`Rollout.step_together`), each on its own random stream, so
+a player sees the frame stepping alone would give. A world whose play step is compiled for one
+row on the CPU steps them one after another instead: there the compiled single step costs less
+per player than an eager batch (docs/play.md, Several players).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from opengenie.engine import Rollout
+from opengenie.engine import Rollout, play_graphs
 from opengenie.genie import Genie
 from opengenie.images import to_frames, to_video
 from opengenie.play.preview import preview_frames
@@ -62,6 +68,9 @@ class SessionPool:
         self.max_sessions, self.idle_timeout = max_sessions, idle_timeout
         self.sessions: dict[str, Session] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opengenie-world")
+        self._waiting: list[tuple[Rollout, int, asyncio.Future]] = []  # steps asked for while the world is busy
+        self._stepping: asyncio.Task | None = None
+        self.batch_sizes: list[int] = []  # how many players each step of the world served (the latest 1000)
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -91,6 +100,8 @@ class SessionPool:
         return idle
 
     def shutdown(self) -> None:
+        if self._stepping is not None:
+            self._stepping.cancel()
         self.sessions.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -124,7 +135,11 @@ class SessionPool:
         """Take latent `action` in [0, num_actions) → the next frame (H, W, 3) uint8."""
         if session.state is None:
             await self.start(session)
-        frame = await self._run(self._advance, session.state, action)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((session.state, action, future))
+        if self._stepping is None or self._stepping.done():
+            self._stepping = asyncio.create_task(self._step_waiting())
+        frame = await future
         session.frames.append(frame)
         del session.frames[:-MAX_KEPT_FRAMES]
         session.actions_taken += 1
@@ -139,5 +154,33 @@ class SessionPool:
         session.touch()
         return await self._run(preview_frames, session.state)
 
-    def _advance(self, state: Rollout, action: int) -> np.ndarray:
-        return to_frames(state.step(torch.tensor([action]))[0])[0]
+    async def _step_waiting(self) -> None:
+        """Step every player waiting, as one batch, until none is left."""
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
+            states, actions = [b[0] for b in batch], [b[1] for b in batch]
+            try:
+                frames = await self._run(self._advance, states, actions)
+            except Exception:  # noqa: BLE001
+                # A refused action fails the batch before any rollout changes; player by player,
+                # each then gets its own outcome.
+                frames = None
+            for i, (state, action, future) in enumerate(batch):
+                if future.done():  # the player's message was cancelled (a closed socket)
+                    continue
+                if frames is not None:
+                    future.set_result(frames[i])
+                    continue
+                try:
+                    future.set_result((await self._run(self._advance, [state], [action]))[0])
+                except Exception as error:  # noqa: BLE001
+                    future.set_exception(error)
+
+    def _advance(self, states: list[Rollout], actions: list[int]) -> list[np.ndarray]:
+        if len(states) > 1 and play_graphs(states[0].tokenizer, states[0].dynamics) is not None \
+                and states[0].tokens.device.type == "cpu":
+            videos = [state.step(torch.tensor([a])) for state, a in zip(states, actions)]
+        else:
+            videos = Rollout.step_together(states, [torch.tensor([a]) for a in actions])
+        return [to_frames(video[0])[0] for video in videos]

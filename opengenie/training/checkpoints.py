@@ -23,7 +23,7 @@ import torch
 from opengenie import presets
 from opengenie.config import DynamicsConfig, GenieConfig, LatentActionConfig, TokenizerConfig, from_dict, world_fields
 from opengenie.genie import CONFIG_FILE, WEIGHTS_FILE, Genie
-from opengenie.tokenizer import VideoTokenizer
+from opengenie.tokenizer import VideoTokenizer, without_discriminator
 
 PARTS = {"tokenizer": TokenizerConfig, "action": LatentActionConfig, "dynamics": DynamicsConfig}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -120,7 +120,8 @@ def load_tokenizer(path: str | os.PathLike) -> VideoTokenizer:
         state = _prefixed(ckpt["state_dict"], "tokenizer.")
     tokenizer = VideoTokenizer(config)
     own = tokenizer.state_dict()
-    tokenizer.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()})
+    tokenizer.load_state_dict({k: state[k].to(own[k].dtype) if k in own else state[k]
+                               for k in without_discriminator(state)})
     return tokenizer
 
 
@@ -136,8 +137,10 @@ def tokenizer_fingerprint(tokenizer: VideoTokenizer) -> str:
 def genie_from_checkpoints(dynamics: str | os.PathLike, tokenizer: str | os.PathLike | None = None) -> Genie:
     """A `Genie` from a stage-2 checkpoint (which holds its frozen tokenizer too).
 
-    If `tokenizer` (a stage-1 checkpoint or an exported dir) is given, it must be the one the
-    dynamics model was trained on: a different tokenizer's codes would mean nothing to it.
+    If `tokenizer` (a stage-1 checkpoint or an exported dir) is given, it must give the tokens the
+    dynamics model was trained on: a different tokenizer's codes would mean nothing to it. Its
+    encoder and codebook must be the ones stage 2 used; its decoder may have been trained further
+    (`TokenizerModule(train_part="decoder")`), and the world then decodes with it.
     """
     ckpt = read_checkpoint(dynamics)
     state = ckpt["state_dict"]
@@ -145,14 +148,18 @@ def genie_from_checkpoints(dynamics: str | os.PathLike, tokenizer: str | os.Path
         raise ValueError(f"{dynamics} is a tokenizer (stage 1) checkpoint; pass the stage-2 checkpoint "
                          "of `opengenie train dynamics` as --dynamics")
     genie = Genie(GenieConfig.from_dict(ckpt["hyper_parameters"]["genie_config"]))
+    keep = {k: state[k] for k in without_discriminator(state, "tokenizer.")
+            if k.split(".")[0] in ("tokenizer", "action_model", "dynamics")}
     if tokenizer is not None:
-        given = load_tokenizer(tokenizer).state_dict()
+        given = load_tokenizer(tokenizer)
         trained = _prefixed(state, "tokenizer.")
-        if given.keys() != trained.keys() or any(not torch.equal(given[k].to(trained[k].dtype), trained[k])
-                                                 for k in given):
+        tokens = {k: v for k, v in given.state_dict().items() if k.split(".")[0] in VideoTokenizer.TOKEN_SIDE}
+        if (given.config != genie.tokenizer.config or given.state_dict().keys() != trained.keys()
+                or any(not torch.equal(v.to(trained[k].dtype), trained[k]) for k, v in tokens.items())):
             raise ValueError(f"the dynamics checkpoint {dynamics} was trained on another tokenizer than "
-                             f"{tokenizer}; export with the tokenizer it was trained on (or leave out --tokenizer)")
-    keep = {k: v for k, v in state.items() if k.split(".")[0] in ("tokenizer", "action_model", "dynamics")}
+                             f"{tokenizer}; export with the tokenizer it was trained on, or one whose decoder "
+                             "alone was trained further (or leave out --tokenizer)")
+        keep.update({f"tokenizer.{k}": v for k, v in given.state_dict().items()})
     genie.load_state_dict(keep)
     return genie.eval()
 

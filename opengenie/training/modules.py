@@ -25,7 +25,7 @@ from opengenie.config import GenieConfig
 from opengenie.dynamics import DynamicsModel
 from opengenie.engine import Rollout
 from opengenie.latent_action import LatentActionModel
-from opengenie.tokenizer import VideoTokenizer
+from opengenie.tokenizer import VideoTokenizer, criterion_for
 from opengenie.training.checkpoints import (config_dict, load_tokenizer, parts_from_dict, resolve_config,
                                             tokenizer_fingerprint)
 from opengenie.training.loop import GenieStage, StepLoss
@@ -50,43 +50,95 @@ class TokenizerModule(GenieStage):
         {"tokenizer": {"codebook_size": 256}}; genie_config (written into checkpoints) wins.
     lr, warm-up, schedule: Genie's CoinRun tokenizer uses 3e-4 after 10k warm-up steps, constant.
     disc_lr: the discriminator's lr (GAN variant only; default lr).
+    init: start from a trained tokenizer (a stage-1 checkpoint or a world dir): its config and
+        weights; preset and overrides are then not used.
+    train_part: "all", or "decoder" to train only the decoder (st-vivit) with the encoder and the
+        codebook frozen: every clip keeps its token ids, so a stage 2 trained on them stays valid
+        and can be exported with the fine-tuned decoder (`opengenie export --tokenizer`).
     """
 
     def __init__(self, preset: str = "tiny", overrides: dict | None = None, genie_config: dict | None = None,
                  lr: float = 3e-4, min_lr: float | None = None, warmup_steps: int = 10_000,
                  schedule: Schedule = "constant", betas: tuple[float, float] = (0.9, 0.9),
                  weight_decay: float = 1e-4, grad_clip: float | None = 1.0, disc_lr: float | None = None,
+                 init: str | None = None, train_part: Literal["all", "decoder"] = "all",
                  compile: bool = False) -> None:
         super().__init__(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, schedule=schedule, betas=betas,
                          weight_decay=weight_decay, grad_clip=grad_clip, compile=compile)
-        parts = parts_from_dict(genie_config) if genie_config else resolve_config(preset, overrides)
+        if train_part not in ("all", "decoder"):
+            raise ValueError(f"train_part must be 'all' or 'decoder', got {train_part!r}")
+        start = load_tokenizer(init) if init is not None else None
+        if genie_config:
+            parts = parts_from_dict(genie_config)
+        elif start is not None:
+            if overrides:
+                raise ValueError("model.init takes the trained tokenizer's config; leave out model.overrides")
+            parts = resolve_config(preset, tokenizer=start.config)
+        else:
+            parts = resolve_config(preset, overrides)
         self.save_hyperparameters()
         self.hparams.genie_config = config_dict(parts)
         self.tokenizer = VideoTokenizer(parts["tokenizer"])
+        # The perceptual and GAN terms are this trainer's, not the model's: a world never holds them.
+        self.criterion = criterion_for(self.tokenizer.config)
+        if start is not None:
+            if start.config != self.tokenizer.config:
+                raise ValueError(f"genie_config.tokenizer does not match the tokenizer in {init}")
+            self.tokenizer.load_state_dict(start.state_dict())
+        if train_part == "decoder":
+            if self.tokenizer.config.kind != "st-vivit" or self._discriminator is not None:
+                raise ValueError("train_part 'decoder' needs an st-vivit tokenizer without a discriminator")
+            for module in self._token_side():
+                module.requires_grad_(False)
         # Two players (tokenizer vs discriminator) need two optimisers stepped in turn.
-        self.automatic_optimization = self.tokenizer.discriminator is None
+        self.automatic_optimization = self._discriminator is None
         self._tokens_per_clip: int | None = None
 
+    @property
+    def _discriminator(self) -> nn.Module | None:
+        return None if self.criterion is None else self.criterion.discriminator
+
     def compute_loss(self, batch: dict, generator: torch.Generator | None = None) -> StepLoss:
-        loss, parts = self.tokenizer(batch["video"])
+        loss, parts = self.tokenizer(batch["video"], criterion=self.criterion)
         logs = {"loss": loss, "recon": parts.recon, "psnr": _psnr(parts.recon.detach()), "quant": parts.quant,
                 "codebook/perplexity": parts.perplexity, "codebook/usage": parts.usage}
-        if self.tokenizer.perceptual is not None:
+        if self.criterion is not None and self.criterion.perceptual is not None:
             logs["perceptual"] = parts.perceptual
-        if self.tokenizer.discriminator is not None:
+        if self._discriminator is not None:
             logs["gan"] = parts.gan
         if self.training and hasattr(self.tokenizer.quantizer, "restarted_codes"):
             logs["codebook/restarted"] = _count(self.tokenizer.quantizer.restarted_codes)
         return StepLoss(loss, logs)
 
+    def _token_side(self) -> list[nn.Module]:
+        """The modules that decide a clip's token ids (frozen under train_part 'decoder')."""
+        if self.hparams.train_part == "all":
+            return []
+        return [getattr(self.tokenizer, name) for name in VideoTokenizer.TOKEN_SIDE]
+
+    def train(self, mode: bool = True) -> "TokenizerModule":
+        super().train(mode)
+        for module in self._token_side():
+            module.eval()  # fixed ids: no dead-code restarts, no dropout in the encoder
+        return self
+
     def trained_modules(self) -> list[nn.Module]:
-        return [self.tokenizer]
+        return [self.tokenizer]  # the optimiser takes only parameters that require grad
 
     def adversary_modules(self) -> list[nn.Module]:
-        return [] if self.tokenizer.discriminator is None else [self.tokenizer.discriminator]
+        return [] if self._discriminator is None else [self._discriminator]
 
     def adversary_loss(self, batch: dict) -> torch.Tensor:
-        return self.tokenizer.discriminator_loss(batch["video"])
+        with torch.no_grad():
+            recon = self.tokenizer.reconstruct(batch["video"])
+        return self.criterion.discriminator_loss(recon, batch["video"])
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        # Checkpoints from before the discriminator moved out of the tokenizer.
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("tokenizer.discriminator.")]:
+            state["criterion." + key[len("tokenizer."):]] = state.pop(key)
 
     def tokens_per_clip(self, batch: dict) -> int:
         if self._tokens_per_clip is None:
