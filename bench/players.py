@@ -59,9 +59,9 @@ def main() -> None:
     world = Genie.from_pretrained(args.model)
     graphs = None
     if args.compile:
-        graphs = world.compile_play()
-        if graphs is None:
+        if not world.compile_play():
             raise SystemExit("torch.compile could not compile the play step on this machine")
+        graphs = world.dynamics._play_graphs
         world.dynamics._play_graphs = None  # on only while the compiled programme is timed
     print(f"{args.model}: {world.config.dynamics.maskgit_steps} MaskGIT steps, {args.threads} thread(s)")
     print("| players | programme | ms per player-step, min / median | a round of every player (ms, median) |")
