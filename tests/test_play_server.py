@@ -276,8 +276,15 @@ def test_players_stepping_at_once_are_one_batch_and_see_their_own_frames():
             frames.append(await asyncio.gather(*(pool.act(s, plan[step]) for s, plan in zip(sessions, plans))))
         return frames
 
+    async def refused():  # one player's bad action fails only that player
+        sessions = list(pool.sessions.values())
+        return await asyncio.gather(*(pool.act(s, a) for s, a in zip(sessions, [0, 99, 1])), return_exceptions=True)
+
     frames = asyncio.run(play())
     assert pool.batch_sizes == [1, 3, 3, 3, 3]
+    mixed = asyncio.run(refused())
+    assert isinstance(mixed[1], ValueError) and all(isinstance(f, np.ndarray) for f in (mixed[0], mixed[2]))
+    pool.batch_sizes.clear()
     for seed, plan in enumerate(plans):
         state, _ = world.start(to_video(prompt))
         state.generator.manual_seed(seed)

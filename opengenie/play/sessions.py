@@ -161,21 +161,24 @@ class SessionPool:
             self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
             states, actions = [b[0] for b in batch], [b[1] for b in batch]
             try:
-                frames = await self._run(self._advance, states, actions)
-            except Exception:  # noqa: BLE001
+                outcomes = list(await self._run(self._advance, states, actions))
+            except Exception as error:  # noqa: BLE001
                 # A refused action fails the batch before any rollout changes; player by player,
                 # each then gets its own outcome.
-                frames = None
-            for i, (state, action, future) in enumerate(batch):
+                outcomes = [error] if len(batch) == 1 else [await self._alone(s, a) for s, a, _ in batch]
+            for outcome, (_, _, future) in zip(outcomes, batch):
                 if future.done():  # the player's message was cancelled (a closed socket)
                     continue
-                if frames is not None:
-                    future.set_result(frames[i])
-                    continue
-                try:
-                    future.set_result((await self._run(self._advance, [state], [action]))[0])
-                except Exception as error:  # noqa: BLE001
-                    future.set_exception(error)
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    async def _alone(self, state: Rollout, action: int) -> np.ndarray | Exception:
+        try:
+            return (await self._run(self._advance, [state], [action]))[0]
+        except Exception as error:  # noqa: BLE001
+            return error
 
     def _advance(self, states: list[Rollout], actions: list[int]) -> list[np.ndarray]:
         if len(states) > 1 and play_graphs(states[0].tokenizer, states[0].dynamics) is not None \
