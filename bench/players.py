@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from opengenie import Genie
-from opengenie.engine import Rollout
+from opengenie.engine import Rollout, play_graphs
 from opengenie.images import load_frames, to_video
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     if args.compile:
         if not world.compile_play():
             raise SystemExit("torch.compile could not compile the play step on this machine")
-        graphs = world.dynamics._play_graphs
+        graphs = play_graphs(world.tokenizer, world.dynamics)
         world.dynamics._play_graphs = None  # on only while the compiled programme is timed
     print(f"{args.model}: {world.config.dynamics.maskgit_steps} MaskGIT steps, {args.threads} thread(s)")
     print("| players | programme | ms per player-step, min / median | a round of every player (ms, median) |")

@@ -29,7 +29,7 @@ from opengenie.engine import Rollout, check_sampling  # noqa: F401 (check_sampli
 from opengenie.images import ImageLike, load_frames, to_frames, to_video
 from opengenie.latent_action import LatentActionModel
 from opengenie.nn.checks import check_video, is_int
-from opengenie.tokenizer import VideoTokenizer, without_discriminator
+from opengenie.tokenizer import VideoTokenizer
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 _REDO = "export the world again (`opengenie export`) or copy it anew"
@@ -59,7 +59,7 @@ def read_weights(path: str | Path, expected: dict[str, torch.Tensor], device: st
     file = Path(path) / WEIGHTS_FILE
     try:
         with safe_open(str(file), framework="pt", device=str(device)) as f:
-            names = set(without_discriminator(f.keys(), "tokenizer."))
+            names = set(f.keys())
             missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected))
             if missing or unexpected:
                 raise WorldFileError(

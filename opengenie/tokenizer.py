@@ -63,12 +63,6 @@ class TokenizerLoss:
         return dict(vars(self))
 
 
-def without_discriminator(names, prefix: str = "") -> list:
-    """`names` (of a state dict) less the discriminator's, which tokenizers saved before it
-    moved to their trainer (`TokenizerCriterion`); `prefix`: the tokenizer's, e.g. "tokenizer."."""
-    return [n for n in names if not n.startswith(prefix + "discriminator.")]
-
-
 def _terms(config: TokenizerConfig) -> tuple[bool, bool]:
     """Whether `config` asks for a GAN term and for a perceptual term (a model named, weight > 0)."""
     return (config.disc_kwargs is not None and config.gan_loss_weight > 0,
@@ -213,12 +207,13 @@ class VideoTokenizer(nn.Module):
                 + c.gan_loss_weight * parts.gan)
         return loss, parts
 
-    def discriminator_loss(self, video: torch.Tensor) -> torch.Tensor:
-        """The seed's stand-alone tokenizer: its discriminator's loss on real frames vs the
-        current reconstructions (no gradient to the tokenizer)."""
-        if self.criterion is None or self.criterion.discriminator is None:
+    def discriminator_loss(self, video: torch.Tensor, criterion: TokenizerCriterion | None = None) -> torch.Tensor:
+        """The discriminator's loss on real frames vs the current reconstructions (no gradient to
+        the tokenizer). criterion: as in `forward` (default: the seed-built tokenizer's own)."""
+        criterion = criterion if criterion is not None else self.criterion
+        if criterion is None or criterion.discriminator is None:
             raise ValueError("this tokenizer has no discriminator (build it from the seed's keywords with "
                              "disc_kwargs and gan_loss_weight > 0, or train it with TokenizerModule)")
         with torch.no_grad():
             recon = self.reconstruct(video)
-        return self.criterion.discriminator_loss(recon, video)
+        return criterion.discriminator_loss(recon, video)

@@ -56,10 +56,10 @@ class KVCache:
 
     def __len__(self) -> int:
         """Number of frames held (the same for every layer; the first row's, in a stack)."""
-        return int(next(iter(self._valid.values())).reshape(-1, self._slots())[0, :-1].sum()) if self._valid else 0
-
-    def _slots(self) -> int:
-        return next(iter(self._ring.values()))[0].shape[2]
+        if not self._valid:
+            return 0
+        valid = next(iter(self._valid.values()))  # (capacity + 1,), or (B', capacity + 1) in a stack
+        return int((valid if valid.dim() == 1 else valid[0])[:-1].sum())
 
     def position(self, layer: nn.Module) -> torch.Tensor | int:
         """Absolute frame index at which `layer`'s next input starts (for RoPE): a () tensor, or
@@ -73,20 +73,18 @@ class KVCache:
         """The caches of several rollouts of one world side by side, as one cache whose rows keep
         their own positions and held frames, for one-frame steps taken together (the play
         server's players). The rollouts may stand at different frames: keys are stored rotated
-        and the mask is per row, so a row reads exactly what its own cache holds. Write the
-        result back with `unstack`."""
+        and the mask is per row, so a row reads exactly what its own cache holds. The stack is a
+        copy (its rows B' are the rollouts' rows, in order); write it back with `unstack`."""
         first = caches[0]
         if first.max_frames is None or any(c.max_frames != first.max_frames or c._ring.keys() != first._ring.keys()
-                                           for c in caches):
-            raise ValueError("only bounded caches of one world, all prefilled, can be stacked")
+                                           or any(v.dim() != 1 for v in c._valid.values()) for c in caches):
+            raise ValueError("only bounded caches of single rollouts of one world, all prefilled, can be stacked")
         out = cls(first.max_frames)
         for key in first._ring:
             rows = [c._ring[key][0].shape[0] for c in caches]
-            out._ring[key] = tuple(torch.cat([c._ring[key][i] for c in caches]) for i in range(2))
-            out._valid[key] = torch.cat([c._valid[key].expand(r, -1) if c._valid[key].dim() == 1 else c._valid[key]
-                                         for c, r in zip(caches, rows)])
-            out._pos[key] = torch.cat([c._pos[key].expand(r) if c._pos[key].dim() == 0 else c._pos[key]
-                                       for c, r in zip(caches, rows)])
+            out._ring[key] = tuple(torch.cat([c._ring[key][i] for c in caches]) for i in range(2))  # (B', heads, S, d)
+            out._valid[key] = torch.cat([c._valid[key].expand(r, -1) for c, r in zip(caches, rows)])  # (B', S)
+            out._pos[key] = torch.cat([c._pos[key].expand(r) for c, r in zip(caches, rows)])  # (B',)
         return out
 
     def unstack(self, caches: list["KVCache"]) -> None:
@@ -97,9 +95,8 @@ class KVCache:
                 rows = cache._ring[key][0].shape[0]
                 for mine, theirs in zip(self._ring[key], cache._ring[key]):
                     theirs.copy_(mine[start:start + rows])
-                valid, pos = self._valid[key][start:start + rows], self._pos[key][start:start + rows]
-                cache._valid[key].copy_(valid[0] if cache._valid[key].dim() == 1 else valid)
-                cache._pos[key].copy_(pos[0] if cache._pos[key].dim() == 0 else pos)
+                cache._valid[key].copy_(self._valid[key][start])  # a rollout's rows hold the same frames
+                cache._pos[key].copy_(self._pos[key][start])
                 start += rows
 
     def _layer(self, key: int, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ import torch
 from opengenie import presets
 from opengenie.config import DynamicsConfig, GenieConfig, LatentActionConfig, TokenizerConfig, from_dict, world_fields
 from opengenie.genie import CONFIG_FILE, WEIGHTS_FILE, Genie
-from opengenie.tokenizer import VideoTokenizer, without_discriminator
+from opengenie.tokenizer import VideoTokenizer
 
 PARTS = {"tokenizer": TokenizerConfig, "action": LatentActionConfig, "dynamics": DynamicsConfig}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -118,10 +118,11 @@ def load_tokenizer(path: str | os.PathLike) -> VideoTokenizer:
         ckpt = read_checkpoint(path)
         config = from_dict(TokenizerConfig, ckpt["hyper_parameters"]["genie_config"]["tokenizer"])
         state = _prefixed(ckpt["state_dict"], "tokenizer.")
+    # A GAN tokenizer saved its discriminator with it before the discriminator moved to its trainer.
+    state = {k: v for k, v in state.items() if not k.startswith("discriminator.")}
     tokenizer = VideoTokenizer(config)
     own = tokenizer.state_dict()
-    tokenizer.load_state_dict({k: state[k].to(own[k].dtype) if k in own else state[k]
-                               for k in without_discriminator(state)})
+    tokenizer.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()})
     return tokenizer
 
 
@@ -148,18 +149,17 @@ def genie_from_checkpoints(dynamics: str | os.PathLike, tokenizer: str | os.Path
         raise ValueError(f"{dynamics} is a tokenizer (stage 1) checkpoint; pass the stage-2 checkpoint "
                          "of `opengenie train dynamics` as --dynamics")
     genie = Genie(GenieConfig.from_dict(ckpt["hyper_parameters"]["genie_config"]))
-    keep = {k: state[k] for k in without_discriminator(state, "tokenizer.")
-            if k.split(".")[0] in ("tokenizer", "action_model", "dynamics")}
+    keep = {k: v for k, v in state.items() if k.split(".")[0] in ("tokenizer", "action_model", "dynamics")}
     if tokenizer is not None:
         given = load_tokenizer(tokenizer)
-        trained = _prefixed(state, "tokenizer.")
-        tokens = {k: v for k, v in given.state_dict().items() if k.split(".")[0] in VideoTokenizer.TOKEN_SIDE}
-        if (given.config != genie.tokenizer.config or given.state_dict().keys() != trained.keys()
+        weights, trained = given.state_dict(), _prefixed(state, "tokenizer.")
+        tokens = {k: v for k, v in weights.items() if k.split(".")[0] in VideoTokenizer.TOKEN_SIDE}
+        if (given.config != genie.tokenizer.config or weights.keys() != trained.keys()
                 or any(not torch.equal(v.to(trained[k].dtype), trained[k]) for k, v in tokens.items())):
             raise ValueError(f"the dynamics checkpoint {dynamics} was trained on another tokenizer than "
                              f"{tokenizer}; export with the tokenizer it was trained on, or one whose decoder "
                              "alone was trained further (or leave out --tokenizer)")
-        keep.update({f"tokenizer.{k}": v for k, v in given.state_dict().items()})
+        keep.update({f"tokenizer.{k}": v for k, v in weights.items()})
     genie.load_state_dict(keep)
     return genie.eval()
 

@@ -129,9 +129,7 @@ class TokenizerModule(GenieStage):
         return [] if self._discriminator is None else [self._discriminator]
 
     def adversary_loss(self, batch: dict) -> torch.Tensor:
-        with torch.no_grad():
-            recon = self.tokenizer.reconstruct(batch["video"])
-        return self.criterion.discriminator_loss(recon, batch["video"])
+        return self.tokenizer.discriminator_loss(batch["video"], criterion=self.criterion)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
