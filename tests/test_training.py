@@ -149,6 +149,32 @@ def test_decoder_trained_further_keeps_the_tokens_and_exports(coinrun, tokenizer
         assert torch.equal(genie.tokenizer.tokenize(video)[1], Genie.from_pretrained(old).tokenizer.tokenize(video)[1])
 
 
+def test_stage2_trained_further_starts_from_the_given_world(coinrun, tokenizer_run, dynamics_run, tmp_path):
+    """`model.init` starts stage 2 from a trained one (checkpoint or world dir): the same configs and
+    weights, on longer clips than it was trained on; refused on another tokenizer or with overrides."""
+    first = dynamics_run / "ckpt" / "last.ckpt"
+    tokenizer = str(tokenizer_run / "ckpt" / "last.ckpt")
+    trained = torch.load(first, weights_only=True)["state_dict"]
+    world = export(first, tmp_path / "world")
+    for init in (first, world):
+        module = DynamicsModule(tokenizer=tokenizer, init=str(init))
+        state = module.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in trained.items() if k.split(".")[0] in ("action_model", "dynamics"))
+    main(_args("dynamics/tiny.yaml", coinrun, tmp_path / "long", 2, "--data.tokens", "false", "--data.seq_len", str(2 * SEQ),
+               "--model.init_args.tokenizer", tokenizer, "--model.init_args.init", str(world),
+               "--model.init_args.warmup_steps", "1"), stage="dynamics")
+    after = torch.load(tmp_path / "long" / "ckpt" / "last.ckpt", weights_only=True)
+    assert after["hyper_parameters"]["genie_config"] == torch.load(first, weights_only=True)["hyper_parameters"]["genie_config"]
+    moved = [k for k in trained if k.startswith("dynamics.") and not torch.equal(trained[k], after["state_dict"][k])]
+    assert len(moved) >= 10
+    other = TokenizerModule(preset="tiny")
+    torch.save({"state_dict": other.state_dict(), "hyper_parameters": dict(other.hparams)}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="another tokenizer"):
+        DynamicsModule(tokenizer=str(tmp_path / "other.ckpt"), init=str(world))
+    with pytest.raises(ValueError, match="leave out model.overrides"):
+        DynamicsModule(tokenizer=tokenizer, init=str(world), overrides={"dynamics": {"depth": 1}})
+
+
 def test_cached_tokens_give_the_same_loss(coinrun, tokenizer_run):
     """Cached tokens equal on-the-fly ones and give the same stage-2 loss with the same masks."""
     module = DynamicsModule(str(tokenizer_run / "ckpt" / "last.ckpt")).eval()

@@ -15,6 +15,7 @@ checkpoint's hyper-parameters (`genie_config`), so a checkpoint is complete on i
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -24,10 +25,11 @@ from torch import nn
 from opengenie.config import GenieConfig
 from opengenie.dynamics import DynamicsModel
 from opengenie.engine import Rollout
+from opengenie.genie import Genie
 from opengenie.latent_action import LatentActionModel
 from opengenie.tokenizer import VideoTokenizer, criterion_for
-from opengenie.training.checkpoints import (config_dict, load_tokenizer, parts_from_dict, resolve_config,
-                                            tokenizer_fingerprint)
+from opengenie.training.checkpoints import (config_dict, genie_from_checkpoints, load_tokenizer, parts_from_dict,
+                                            resolve_config, tokenizer_fingerprint)
 from opengenie.training.loop import GenieStage, StepLoss
 
 Schedule = Literal["constant", "cosine"]
@@ -160,6 +162,18 @@ class TokenizerModule(GenieStage):
         return {"reconstruction": video_grid([video, recon], ["real", "reconstruction"])}
 
 
+def _trained_stage2(path: str, tokenizer: VideoTokenizer):
+    """The world a stage-2 checkpoint or a world dir holds, checked to be trained on `tokenizer`'s
+    tokens (its encoder and codebook; a decoder trained further is fine)."""
+    world = Genie.from_pretrained(path) if Path(path).is_dir() else genie_from_checkpoints(path)
+    mine, theirs = tokenizer.state_dict(), world.tokenizer.state_dict()
+    same = tokenizer.config == world.tokenizer.config and all(
+        torch.equal(v.float(), theirs[k].float()) for k, v in mine.items() if k.split(".")[0] in VideoTokenizer.TOKEN_SIDE)
+    if not same:
+        raise ValueError(f"model.init {path} was trained on another tokenizer's tokens than model.tokenizer")
+    return world
+
+
 class DynamicsModule(GenieStage):
     """Stage 2: the latent action model and the dynamics model, trained together.
 
@@ -174,18 +188,27 @@ class DynamicsModule(GenieStage):
         itself stops this gradient): once the codes are placed, the dynamics model reads the ids
         through a straight-through one-hot whose gradient reaches the action encoder, so the codes
         learn what the dynamics model needs to know, not only what the action decoder does.
+    init: start from a trained stage 2 (a stage-2 checkpoint or a world dir on the same tokenizer):
+        its action model and dynamics, their configs and weights (the codebook warm-up, already
+        done, is not repeated); preset and overrides are then not used. For training further on
+        other clips, e.g. longer ones than the world was trained on.
     """
 
     def __init__(self, tokenizer: str, preset: str = "tiny", overrides: dict | None = None,
                  genie_config: dict | None = None, lr: float = 3e-5, min_lr: float | None = 3e-6,
                  warmup_steps: int = 5_000, schedule: Schedule = "cosine", betas: tuple[float, float] = (0.9, 0.9),
                  weight_decay: float = 1e-4, grad_clip: float | None = 1.0, action_loss_weight: float = 1.0,
-                 action_grad: bool = False, compile: bool = False) -> None:
+                 action_grad: bool = False, init: str | None = None, compile: bool = False) -> None:
         super().__init__(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, schedule=schedule, betas=betas,
                          weight_decay=weight_decay, grad_clip=grad_clip, compile=compile)
         frozen = load_tokenizer(tokenizer)
+        start = _trained_stage2(init, frozen) if init is not None else None
+        if start is not None and overrides and not genie_config:
+            raise ValueError("model.init takes the trained stage 2's config; leave out model.overrides")
         try:
             config = (GenieConfig.from_dict(genie_config) if genie_config
+                      else GenieConfig(tokenizer=frozen.config, action=start.config.action,
+                                       dynamics=start.config.dynamics) if start is not None
                       else GenieConfig(**resolve_config(preset, overrides, tokenizer=frozen.config)))
         except ValueError as err:
             raise ValueError(f"model config: {err}") from None
@@ -196,6 +219,13 @@ class DynamicsModule(GenieStage):
         self.tokenizer = frozen.requires_grad_(False).eval()
         self.action_model = LatentActionModel(config.action)
         self.dynamics = DynamicsModel(config.dynamics)
+        if start is not None:
+            if (config.action, config.dynamics) != (start.config.action, start.config.dynamics):
+                raise ValueError(f"genie_config does not match the stage 2 in {init}")
+            for name in ("action_model", "dynamics"):
+                own = getattr(self, name).state_dict()
+                getattr(self, name).load_state_dict({k: v.to(own[k].dtype) if k in own else v
+                                                     for k, v in getattr(start, name).state_dict().items()})
         self._val_actions: list[tuple[torch.Tensor, torch.Tensor]] = []  # (latent, true) per batch
 
     def train(self, mode: bool = True) -> "DynamicsModule":
