@@ -2,6 +2,7 @@
 
     python bench/play.py [--presets tiny coinrun] [--frames 20] [--cache both|yes|no] [--bf16]
                          [--threads N] [--device cpu] [--maskgit-steps K] [--compile] [--json out.json]
+                         [--patch-sizes 8 4]
 
 Each run starts from a prompt that already fills the context window (max_frames - 1 frames), so
 every timed step sees the full history a long play session has: that is the steady state a
@@ -9,7 +10,8 @@ player feels. `--warmup` untimed steps come first (0 for very slow configuration
 `--frames` steps are timed one by one at the preset's MaskGIT steps. Weights are random: the
 cost of a step does not depend on their values. `--compile` compiles the play step first
 (`Genie.compile_play`, not timed; its seconds are reported). Prints a table, then the same
-numbers as JSON.
+numbers as JSON. `--patch-sizes` times each preset again with its tokenizer's patch (and so the
+dynamics grid: 64 / patch tokens a side) replaced, e.g. the cost of a richer token.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import time
 
@@ -27,9 +30,13 @@ from opengenie import Genie, presets
 
 
 def bench_one(preset: str, use_cache: bool, frames: int, device: str, bf16: bool, warmup: int = 1,
-              maskgit_steps: int | None = None, compile_play: bool = False) -> dict:
+              maskgit_steps: int | None = None, compile_play: bool = False, patch_size: int | None = None) -> dict:
     torch.manual_seed(0)
     config = presets.get(preset)
+    if patch_size is not None:
+        tokenizer = dataclasses.replace(config.tokenizer, patch_size=patch_size)
+        config = dataclasses.replace(config, tokenizer=tokenizer,
+                                     dynamics=dataclasses.replace(config.dynamics, grid=tokenizer.grid))
     if maskgit_steps is not None:
         config = dataclasses.replace(config, dynamics=dataclasses.replace(config.dynamics, maskgit_steps=maskgit_steps))
     world = Genie(config).to(device).eval()
@@ -57,7 +64,7 @@ def bench_one(preset: str, use_cache: bool, frames: int, device: str, bf16: bool
             if i >= warmup:  # warm-up steps fill allocators and pick kernels
                 times.append(time.perf_counter() - start)
     ms = np.array(times) * 1000
-    return {"preset": preset, "use_cache": use_cache, "maskgit_steps": c.dynamics.maskgit_steps,
+    return {"preset": preset, "patch_size": c.tokenizer.patch_size, "grid": list(c.dynamics.grid), "use_cache": use_cache, "maskgit_steps": c.dynamics.maskgit_steps,
             "context_frames": c.dynamics.max_frames - 1, "frames": frames, "device": device, "bf16": bf16,
             "threads": torch.get_num_threads(), "compiled": compile_seconds is not None,
             "compile_seconds": compile_seconds, "fps": round(1000 / ms.mean(), 3),
@@ -78,19 +85,22 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="compile the play step first (Genie.compile_play; cached runs only)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--patch-sizes", nargs="+", type=int, default=[None],
+                        help="tokenizer patch sizes to time each preset at (default: the preset's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     rows = []
-    print(f"{'preset':8s} {'cache':5s} {'maskgit':>7s} {'context':>7s} {'frames/s':>9s} {'p50 ms':>8s} {'p95 ms':>8s}")
+    print(f"{'preset':8s} {'patch':>5s} {'cache':5s} {'maskgit':>7s} {'context':>7s} {'frames/s':>9s} {'p50 ms':>8s} {'p95 ms':>8s}")
     for preset in args.presets:
         frames = args.coinrun_frames if preset == "coinrun" and args.coinrun_frames else args.frames
-        for use_cache in {"both": (True, False), "yes": (True,), "no": (False,)}[args.cache]:
+        for patch_size, use_cache in itertools.product(
+                args.patch_sizes, {"both": (True, False), "yes": (True,), "no": (False,)}[args.cache]):
             r = bench_one(preset, use_cache, frames, args.device, args.bf16, args.warmup, args.maskgit_steps,
-                          args.compile)
+                          args.compile, patch_size)
             rows.append(r)
-            print(f"{preset:8s} {'yes' if use_cache else 'no':5s} {r['maskgit_steps']:7d} {r['context_frames']:7d} "
+            print(f"{preset:8s} {r['patch_size']:5d} {'yes' if use_cache else 'no':5s} {r['maskgit_steps']:7d} {r['context_frames']:7d} "
                   f"{r['fps']:9.3g} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f}", flush=True)
     print(json.dumps(rows, indent=1))
     if args.json:

@@ -237,6 +237,9 @@ def _add_tokenize(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+LABEL_PROMPTS = 96  # as label_world's default
+
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a trained world (config.json + model.safetensors) for Genie.from_pretrained")
     p.add_argument("--dynamics", required=True, help="stage-2 checkpoint (it holds its frozen tokenizer too)")
@@ -249,6 +252,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                                                       "labels and arrow keys in the world (as `opengenie label`)")
     p.add_argument("--label-split", default="test", choices=["train", "val", "test", "all"],
                    help="split of --label-data to take prompts from")
+    p.add_argument("--label-prompts", type=_POSITIVE, default=LABEL_PROMPTS,
+                   help="prompt frames each action is held from (as `opengenie label --prompts`)")
 
     def run(args: argparse.Namespace) -> None:
         from opengenie.card import provenance_from_checkpoints, write_card
@@ -258,7 +263,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         print(f"wrote {out} (load it with opengenie.Genie.from_pretrained({str(out)!r}))")
         measured = None
         if args.label_data:
-            measured = _label(out, args.label_data, args.label_split, 32, 12)
+            measured = _label(out, args.label_data, args.label_split, args.label_prompts, 12)
             _print_labels(measured)
         # The world card (README.md) from the config just written, and what the checkpoints know.
         card = write_card(out, provenance=provenance_from_checkpoints(args.dynamics, args.tokenizer),
@@ -288,7 +293,7 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="folder of a saved world; its config.json gets the labels")
     p.add_argument("--data", required=True, help="episode folder to take prompt frames from")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], help="split of --data")
-    p.add_argument("--prompts", type=_POSITIVE, default=32, help="prompt frames each action is held from")
+    p.add_argument("--prompts", type=_POSITIVE, default=LABEL_PROMPTS, help="prompt frames each action is held from")
     p.add_argument("--hold-steps", type=_POSITIVE, default=12, help="steps each action is held")
     p.set_defaults(func=lambda args: _print_labels(_label(args.model, args.data, args.split, args.prompts,
                                                            args.hold_steps)))

@@ -65,9 +65,11 @@ def prompt_frames(data: str | Path, split: str | None, count: int, seed: int = 0
     return torch.stack([ds[int(i)]["video"] for i in order])
 
 
-def label_world(model: str | Path, data: str | Path, split: str | None = "test", prompts: int = 32,
+def label_world(model: str | Path, data: str | Path, split: str | None = "test", prompts: int = 96,
                 steps: int = HOLD_STEPS, seed: int = 0) -> dict:
     """Measure the labels of the world saved in `model` and write them into its config.json.
+    `prompts` frames each action is held from: at 32 the arrow key chosen between two similar
+    actions changed with the frames drawn; 96 held it.
 
     Returns {"action_labels", "arrow_keys", "actions": rows}."""
     model = Path(model)
