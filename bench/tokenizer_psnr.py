@@ -1,7 +1,7 @@
 """Held-out PSNR of tokenizers side by side, on the clips `opengenie eval` scores a world on.
 
     python bench/tokenizer_psnr.py TOKENIZER [TOKENIZER ...] [--data data/eval-explore]
-                                   [--frames 16] [--frame-skip 4] [--num-clips 256] [--window N]
+                                   [--split all] [--frames 16] [--frame-skip 4] [--num-clips 256] [--window N]
 
 Each TOKENIZER is a stage-1 or stage-2 checkpoint or a world dir. The clips are the evaluation's
 (same data, split `all`, seed, clip count and frame step), so the first tokenizer of a world
@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tokenizers", nargs="+")
     parser.add_argument("--data", default="data/eval-explore")
+    parser.add_argument("--split", default="all", choices=["train", "val", "test", "all"])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--frame-skip", type=int, default=4)
     parser.add_argument("--num-clips", type=int, default=256)
@@ -49,7 +50,8 @@ def main() -> None:
     for path in args.tokenizers:
         tokenizer = load_tokenizer(path).eval()
         config = tokenizer.config
-        _, clips = _load_clips(Path(args.data), None, args.frames, args.num_clips, args.seed, config.image_size,
+        split = None if args.split == "all" else args.split
+        _, clips = _load_clips(Path(args.data), split, args.frames, args.num_clips, args.seed, config.image_size,
                                frame_skip=args.frame_skip)
         window = args.window or config.max_frames
         per_clip = []
