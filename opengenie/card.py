@@ -181,23 +181,40 @@ def _run_configs(ckpt: Path) -> list[Path]:
     return found + sorted((root / "lightning_logs").glob("version_*/config.yaml"), key=lambda p: p.stat().st_mtime)
 
 
-def _stage(ckpt: Path, name: str) -> tuple[str, dict]:
-    """("<name> N steps, about M min", its run's data section) from a Lightning checkpoint."""
+def _stage(ckpt: Path, name: str) -> tuple[str, dict, str | None]:
+    """("<name> N steps, about M min", its run's data section, the world or checkpoint it started
+    from (`model.init`) or None) from a Lightning checkpoint."""
     import torch  # only here: the rest of the card needs no torch
     import yaml
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     line = f"{name} {state['global_step']:,} steps" if "global_step" in state else name
-    configs, data = _run_configs(ckpt), {}
+    configs, data, init = _run_configs(ckpt), {}, None
     if configs:
-        data = (yaml.safe_load(configs[-1].read_text()) or {}).get("data") or {}
+        saved = yaml.safe_load(configs[-1].read_text()) or {}
+        data = saved.get("data") or {}
+        init = ((saved.get("model") or {}).get("init_args") or {}).get("init")
         # LightningCLI writes config.yaml as a run starts and the checkpoint as it ends.
         minutes = (ckpt.stat().st_mtime - configs[0].stat().st_mtime) / 60
         if minutes > 0:
             line += f" in {minutes:,.0f} min" + (" (first start to last checkpoint)" if len(configs) > 1 else "")
         if data.get("batch_size") and data.get("seq_len"):
             line += f" of {data['batch_size']} × {data['seq_len']} frames"
-    return line, data
+    return line, data, init
+
+
+def _provenance_rows(text: str) -> dict:
+    """The `data`, `training` and `machine` rows of a card's summary table."""
+    return {key: value for line in text.splitlines() for key in ("data", "training", "machine")
+            if line.startswith(f"| {key} | ") and (value := line[len(key) + 5:].rstrip(" |"))}
+
+
+def _world_training(world: Path) -> str | None:
+    """The training row of the generated card of the world saved in `world`, or None."""
+    path = world / CARD_FILE
+    if not path.is_file() or GENERATED not in (text := path.read_text()):
+        return None
+    return _provenance_rows(text).get("training")
 
 
 def provenance_from_checkpoints(dynamics: str | Path, tokenizer: str | Path | None = None) -> dict:
@@ -208,7 +225,10 @@ def provenance_from_checkpoints(dynamics: str | Path, tokenizer: str | Path | No
     parts, data = [], {}
     for path, name in ((tokenizer, "tokenizer"), (dynamics, "stage 2 (action model + dynamics)")):
         if path is not None and Path(path).is_file():
-            line, run_data = _stage(Path(path), name)
+            line, run_data, init = _stage(Path(path), name)
+            if init and (before := _world_training(Path(init))):
+                # Trained further from a saved world: its card tells how that world was made.
+                line = f"{before}; then trained further: {line}"
             parts.append(line)
             data = run_data or data  # stage 2's data is the world's
     out = {"training": "; ".join(parts)} if parts else {}
@@ -257,7 +277,6 @@ def write_card(world: str | Path, metrics: dict | str | Path | None = None, prov
     if old and GENERATED not in old and not force:
         return None
     if provenance is None:  # a refresh (after `opengenie label`) keeps what export knew of the runs
-        provenance = {key: value for line in old.splitlines() for key in ("data", "training", "machine")
-                      if line.startswith(f"| {key} | ") and (value := line[len(key) + 5:].rstrip(" |"))}
+        provenance = _provenance_rows(old)
     path.write_text(card(world, metrics, provenance, measured=measured))
     return path

@@ -166,3 +166,9 @@ def test_export_writes_the_card(tmp_path):
     labels = json.loads((tmp_path / "w" / "config.json").read_text())["action_labels"]
     assert [r[1] for r in _rows(text, "| action | label | key | dx | dy |")] == labels
     assert f"| training | {known['training']} |" in text
+    # Stage 2 trained further from the saved world: the new card tells both runs.
+    main(args("dynamics/tiny.yaml", tmp_path / "more", "--data.tokens", "false",
+              "--model.init_args.tokenizer", str(tokenizer), "--model.init_args.init", str(tmp_path / "w")),
+         stage="dynamics")
+    further = provenance_from_checkpoints(tmp_path / "more" / "ckpt" / "last.ckpt")
+    assert further["training"].startswith(f"{known['training']}; then trained further: stage 2 (action model + dynamics) 2 steps")
