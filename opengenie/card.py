@@ -165,7 +165,8 @@ def _limitations(config: dict, m: dict | None) -> list[str]:
         acts = (m.get("playability") or {}).get("actions") or []
         if acts:
             worst = max(acts, key=lambda r: r["broken"])
-            out.append(f"Up to {worst['broken']:.1%} of an action's frames visibly break (a={worst['action']}).")
+            if worst["broken"] > 0:
+                out.append(f"Up to {worst['broken']:.1%} of an action's frames visibly break (a={worst['action']}).")
         recon = m["videos"]["reconstruction"]["psnr"]
         if recon is not None:
             out.append(f"The tokenizer reconstructs frames at {_num(recon['mean'])} dB PSNR: the ceiling of every rollout.")

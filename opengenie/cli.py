@@ -299,6 +299,43 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
                                                            args.hold_steps)))
 
 
+def _gallery(args) -> None:
+    from opengenie.evaluation.gallery import against_the_game, write_gallery
+
+    if args.data is None and args.model is None:
+        raise ValueError("give --data (write the gallery) or --model (hold a world against it), or both")
+    if args.data is not None:
+        _has_episodes(args.data)
+        reference = write_gallery(args.data, args.out, args.count, args.hold_steps, args.frame_skip, args.every,
+                                  args.min_px)
+        print(f"wrote {len(reference['prompts'])} starting frames and real.json to {args.out}")
+    if args.model is not None:
+        from opengenie import Genie
+
+        rows = against_the_game(Genie.from_pretrained(args.model), args.out, draws=args.draws)
+        print(f"each arrow held from the frames in {args.out} as long as the real game's key was, beside the game "
+              "from the same states (camera motion along the arrow, px):")
+        for arrow, r in rows.items():
+            low, high = r["world_ci95"]
+            print(f"  {arrow:<11} action {r['action']}: world {r['world']:+6.1f} [{low:+.1f}, {high:+.1f}]  "
+                  f"real {r['real']:+6.1f}  ({r['world'] / r['real']:.0%} of the real game; {r['rollouts']} rollouts)")
+
+
+def _add_gallery(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gallery", help="a world's starting frames, chosen where the real game's arrows all move; "
+                                       "or a world held against the game from them")
+    p.add_argument("--out", required=True, help="folder of the starting frames (a world's prompts/) and real.json")
+    p.add_argument("--data", help="held-out CoinRun episodes to choose states from (writes --out)")
+    p.add_argument("--model", help="a saved world: hold its arrow keys' actions from --out, beside the real game")
+    p.add_argument("--count", type=_POSITIVE, default=6, help="starting frames, one per level")
+    p.add_argument("--frame-skip", type=_POSITIVE, default=4, help="game frames per world step")
+    p.add_argument("--hold-steps", type=_POSITIVE, default=12, help="world steps each key is held")
+    p.add_argument("--every", type=_POSITIVE, default=40, help="candidate states: every N-th frame of an episode")
+    p.add_argument("--min-px", type=float, default=6.0, help="how far RIGHT, LEFT and UP must each move the camera")
+    p.add_argument("--draws", type=_POSITIVE, default=3, help="rollouts per starting frame with --model")
+    p.set_defaults(func=_gallery)
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a saved world on held-out episodes: metrics.json, report.md, figures")
     p.add_argument("--model", required=True, help="folder of a saved world (config.json + model.safetensors)")
@@ -555,8 +592,8 @@ def _add_agent(sub: argparse._SubParsersAction) -> None:
 
 
 # Sub-commands, in the order `opengenie --help` lists them.
-_SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add_export, _add_label, _add_eval,
-             _add_generate, _add_play, _add_agent]
+_SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add_export, _add_label, _add_gallery,
+             _add_eval, _add_generate, _add_play, _add_agent]
 
 
 def build_parser() -> argparse.ArgumentParser:

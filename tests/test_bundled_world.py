@@ -1,6 +1,6 @@
 """The CoinRun worlds shipped in `worlds/`: coinrun-small loads without pickles, stays small,
 plays every action, and the play server offers its own starting frames; coinrun-wander walks
-both ways and jumps."""
+both ways and jumps from its starting frames, as the real game does from the same states."""
 
 from __future__ import annotations
 
@@ -74,21 +74,24 @@ def test_labelled_actions_do_what_their_labels_say(world):
     assert abs(still["dx_total"]) + abs(still["dy_total"]) < abs(moved["ArrowUp"]["dy_total"])
 
 
-def test_the_wandering_world_walks_both_ways_and_jumps():
-    """worlds/coinrun-wander (frame skip 4): held 12 steps from its 6 shipped mid-level prompts,
-    three rollouts each (one rollout per prompt swings by ±10 px from draw to draw), the action
-    its → arrow plays moves the camera right, ← left and ↑ up, each on average and each
-    labelled so."""
-    from opengenie.evaluation.labels import measure_labels
+def test_the_wandering_world_walks_both_ways_and_jumps_as_the_game_does():
+    """worlds/coinrun-wander (frame skip 4): from its 12 starting frames (chosen where the real
+    game's RIGHT, LEFT and UP each move the camera, `opengenie gallery`), three rollouts each,
+    the actions its → ← ↑ arrows play move the camera their way, beyond the rollouts' 95 %
+    interval, by at least a third of what the real key does from the same states, each labelled
+    so. (The issue's target, half of the real key, is measured at 30 rollouts a frame in the
+    README: at three, one draw of the sampler to the next swings the mean by ±15 % of the game's.)"""
+    from opengenie.evaluation.gallery import against_the_game
 
     path = WORLD.parent / "coinrun-wander"
     wanderer = Genie.from_pretrained(path)
     keys, labels = wanderer.config.arrow_keys, wanderer.config.action_labels
     assert wanderer.config.frame_skip == 4 and {"ArrowLeft", "ArrowRight", "ArrowUp"} <= set(keys)
     assert "right" in labels[keys["ArrowRight"]] and "left" in labels[keys["ArrowLeft"]]
-    prompts = torch.stack([torch.from_numpy(p.frame.copy()).permute(2, 0, 1)[:, None].float() / 127.5 - 1
-                           for p in sample_frames(path / "prompts")])  # (6, C, 1, H, W)
-    _, _, rows = measure_labels(wanderer, prompts.repeat(3, 1, 1, 1, 1), steps=12, seed=0)
-    assert rows[keys["ArrowRight"]]["dx_total"] > 4
-    assert rows[keys["ArrowLeft"]]["dx_total"] < -2
-    assert rows[keys["ArrowUp"]]["dy_total"] < -4
+    assert "jump" in labels[keys["ArrowUp"]]
+    rows = against_the_game(wanderer, path / "prompts", draws=3)
+    assert set(rows) == {"ArrowRight", "ArrowLeft", "ArrowUp"} and rows["ArrowLeft"]["rollouts"] == 36
+    assert rows["ArrowRight"]["real"] > 6 and rows["ArrowLeft"]["real"] < -6 and rows["ArrowUp"]["real"] < -6
+    for arrow, r in rows.items():
+        assert all(v * r["real"] > 0 for v in r["world_ci95"]), (arrow, r)  # the interval lies on the arrow's side
+        assert r["world"] / r["real"] >= 1 / 3, (arrow, r)

@@ -61,14 +61,16 @@ def held_motion(frames: torch.Tensor, max_shift: int = MAX_SHIFT) -> Held:
 
 @torch.no_grad()
 def hold_actions(world: Genie, prompts: torch.Tensor, steps: int = HOLD_STEPS, seed: int = 0,
-                 batch_size: int = 32) -> torch.Tensor:
-    """Every latent action held for `steps` frames from each prompt: prompts (N, C, 1, H, W) in
-    [-1, 1] → videos (A, N, C, 1 + steps, H, W), the reconstructed prompt first.
+                 batch_size: int = 32, actions: list[int] | None = None) -> torch.Tensor:
+    """Every latent action (or those in `actions`) held for `steps` frames from each prompt:
+    prompts (N, C, 1, H, W) in [-1, 1] → videos (A, N, C, 1 + steps, H, W), the reconstructed
+    prompt first.
 
     The A·N rollouts run in batches of `batch_size`; batch j uses MaskGIT seed `seed + j`.
     """
-    a, n = world.num_actions, prompts.shape[0]
-    action = torch.arange(a).repeat_interleave(n)  # (A·N,): action-major
+    held = torch.arange(world.num_actions) if actions is None else torch.as_tensor(actions, dtype=torch.long)
+    a, n = len(held), prompts.shape[0]
+    action = held.repeat_interleave(n)  # (A·N,): action-major
     prompt = prompts.repeat(a, 1, 1, 1, 1)  # (A·N, C, 1, H, W)
     device = next(world.parameters()).device
     parts = []
