@@ -317,8 +317,9 @@ def _gallery(args) -> None:
               "from the same states (camera motion along the arrow, px):")
         for arrow, r in rows.items():
             low, high = r["world_ci95"]
+            share = f"{r['world'] / r['real']:.0%} of the real game" if r["real"] else "the real key does not move"
             print(f"  {arrow:<11} action {r['action']}: world {r['world']:+6.1f} [{low:+.1f}, {high:+.1f}]  "
-                  f"real {r['real']:+6.1f}  ({r['world'] / r['real']:.0%} of the real game; {r['rollouts']} rollouts)")
+                  f"real {r['real']:+6.1f}  ({share}; {r['rollouts']} rollouts)")
 
 
 def _add_gallery(sub: argparse._SubParsersAction) -> None:
@@ -327,11 +328,14 @@ def _add_gallery(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder of the starting frames (a world's prompts/) and real.json")
     p.add_argument("--data", help="held-out CoinRun episodes to choose states from (writes --out)")
     p.add_argument("--model", help="a saved world: hold its arrow keys' actions from --out, beside the real game")
-    p.add_argument("--count", type=_POSITIVE, default=6, help="starting frames, one per level")
-    p.add_argument("--frame-skip", type=_POSITIVE, default=4, help="game frames per world step")
-    p.add_argument("--hold-steps", type=_POSITIVE, default=12, help="world steps each key is held")
-    p.add_argument("--every", type=_POSITIVE, default=40, help="candidate states: every N-th frame of an episode")
-    p.add_argument("--min-px", type=float, default=6.0, help="how far RIGHT, LEFT and UP must each move the camera")
+    p.add_argument("--count", type=_POSITIVE, default=6, help="starting frames, one per level (with --data)")
+    p.add_argument("--frame-skip", type=_POSITIVE, default=4, help="game frames per world step (with --data)")
+    p.add_argument("--hold-steps", type=_POSITIVE, default=12,
+                   help="world steps each key is held (with --data)")
+    p.add_argument("--every", type=_POSITIVE, default=40,
+                   help="candidate states: every N-th frame of an episode (with --data)")
+    p.add_argument("--min-px", type=float, default=6.0,
+                   help="how far RIGHT, LEFT and UP must each move the camera beyond no key (with --data)")
     p.add_argument("--draws", type=_POSITIVE, default=3, help="rollouts per starting frame with --model")
     p.set_defaults(func=_gallery)
 

@@ -15,7 +15,7 @@ from PIL import Image
 from opengenie import presets
 from opengenie.cli import main
 from opengenie.data import generate_coinrun, load_episode
-from opengenie.evaluation.gallery import _qualifies, _real_motion, against_the_game, read_reference, write_gallery
+from opengenie.evaluation.gallery import against_the_game, qualifies, read_reference, real_motion, write_gallery
 from test_labels import PanWorld  # a world with known moves
 
 
@@ -23,48 +23,55 @@ from test_labels import PanWorld  # a world with known moves
 def gallery(tmp_path_factory):
     root = tmp_path_factory.mktemp("gallery")
     data = root / "data"
-    generate_coinrun(data, levels=8, steps_per_level=160, start_level=95000, policy="wander", seed=5,
+    generate_coinrun(data, levels=8, steps_per_level=200, start_level=95000, policy="wander", seed=5,
                      progress=False)
     reference = write_gallery(data, root / "prompts", count=3, every=40, progress=False)
     return data, root / "prompts", reference
 
 
 def test_the_gallery_keeps_the_first_state_of_a_level_where_every_arrow_moves(gallery):
+    """Replayed again, independently: every level up to the last one kept contributes its first
+    qualifying state (RIGHT, LEFT, UP each 6 px beyond no key, no episode ended), and only those;
+    the frame written is the recorded one and the stored motion is the game's."""
     data, folder, reference = gallery
     assert reference == read_reference(folder) and reference["frame_skip"] == 4 and reference["steps"] == 12
     assert reference["data"] == {"difficulty": "hard", "seed": 5, "policy": "wander"}
-    assert 1 <= len(reference["prompts"]) <= 3
+    kept = {p["level_seed"]: (name, p) for name, p in reference["prompts"].items()}
+    assert 1 <= len(kept) <= 3
     rejected = 0
     for path in sorted(data.glob("level_*.npz")):
         ep = load_episode(path)
         seed = int(ep["level_seed"])
+        if seed > max(kept):
+            break
         states = [{"level_seed": seed, "start": t, "actions": ep["actions"], "difficulty": "hard", "seed": 5,
                    "frame": ep["frames"][t]} for t in range(40, len(ep["frames"]), 40)]
-        real = _real_motion(states, 12, 4)  # replayed again, independently of the gallery
+        real = real_motion(states, 12, 4)
         assert all(r["replayed"] for r in real)  # procgen replays the recorded episode exactly
-        first = next((s["start"] for s, r in zip(states, real) if _qualifies(r["motion"], 6.0)), None)
-        rejected += sum(not _qualifies(r["motion"], 6.0) for r in real)
-        name = f"level_{seed:06d}_t{first:03d}" if first is not None else None
-        if name in reference["prompts"]:
-            kept = reference["prompts"][name]
-            assert kept["real"] == next(r["motion"] for s, r in zip(states, real) if s["start"] == first)
-            assert kept["real"]["RIGHT"]["dx"] >= 6 and kept["real"]["LEFT"]["dx"] <= -6
-            assert kept["real"]["UP"]["dy"] <= -6
-            assert (np.asarray(Image.open(folder / f"{name}.png")) == ep["frames"][first]).all()
-        else:
-            assert first is None or len(reference["prompts"]) == 3  # a qualifying level is only passed over once full
+        good = [(s, r) for s, r in zip(states, real) if qualifies(r, 6.0)]
+        rejected += len(real) - len(good)
+        assert (seed in kept) == bool(good)
+        if good:
+            state, r = good[0]
+            name, prompt = kept[seed]
+            assert name == f"level_{seed:06d}_t{state['start']:03d}" and prompt["real"] == r["motion"]
+            still = r["motion"]["none"]
+            assert r["motion"]["RIGHT"]["dx"] - still["dx"] >= 6 and r["motion"]["LEFT"]["dx"] - still["dx"] <= -6
+            assert r["motion"]["UP"]["dy"] - still["dy"] <= -6 and not r["ended"]
+            assert (np.asarray(Image.open(folder / f"{name}.png")) == ep["frames"][state["start"]]).all()
     assert rejected > 0  # some states do not let every arrow move: the choice is a real one
     assert sorted(p.stem for p in folder.glob("*.png")) == sorted(reference["prompts"])
 
 
 def test_a_world_is_held_against_the_game_from_the_gallery(gallery):
-    """A world with known moves (2 px a step right, left, up) moves 24 px along each arrow in 12 steps."""
+    """A world with known moves (2 px a step right, left, up) moves 24 px along each arrow in 12
+    steps; the real game's mean is read from real.json; a world at another frame skip is refused."""
     _, folder, reference = gallery
     config = replace(presets.tiny(), frame_skip=4, arrow_keys={"ArrowRight": 1, "ArrowLeft": 2, "ArrowUp": 3})
     rows = against_the_game(PanWorld(config).eval(), folder, draws=1)
     assert set(rows) == {"ArrowRight", "ArrowLeft", "ArrowUp"}
-    assert rows["ArrowRight"]["world"] == pytest.approx(24, abs=1) and rows["ArrowLeft"]["world"] == pytest.approx(-24, abs=1)
-    assert rows["ArrowUp"]["world"] == pytest.approx(-24, abs=1)
+    assert rows["ArrowRight"]["world"] == pytest.approx(24, abs=1)
+    assert rows["ArrowLeft"]["world"] == pytest.approx(-24, abs=1) and rows["ArrowUp"]["world"] == pytest.approx(-24, abs=1)
     real = [p["real"] for p in reference["prompts"].values()]
     assert rows["ArrowLeft"]["real"] == pytest.approx(np.mean([r["LEFT"]["dx"] for r in real]))
     assert rows["ArrowRight"]["rollouts"] == len(real)
@@ -73,6 +80,8 @@ def test_a_world_is_held_against_the_game_from_the_gallery(gallery):
 
 
 def test_bad_galleries_are_refused(tmp_path, gallery, capsys):
+    """Not CoinRun, no qualifying state, a folder with frames already, no real.json, a frame
+    missing, a world with no arrow mapped, and a command with nothing to do: each a clear error."""
     data, folder, _ = gallery
     with pytest.raises(ValueError, match="not a CoinRun dataset"):
         write_gallery(tmp_path, tmp_path / "prompts")
@@ -83,4 +92,28 @@ def test_bad_galleries_are_refused(tmp_path, gallery, capsys):
     with pytest.raises(SystemExit):
         main(["gallery", "--out", str(folder)])
     assert "give --data (write the gallery) or --model" in capsys.readouterr().err
-    assert json.loads((folder / "real.json").read_text())["min_px"] == 6.0
+    with pytest.raises(ValueError, match="already holds"):
+        write_gallery(data, folder, progress=False)
+    with pytest.raises(ValueError, match="maps no arrow"):
+        against_the_game(PanWorld(replace(presets.tiny(), frame_skip=4)).eval(), folder)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    reference = json.loads((folder / "real.json").read_text())
+    (broken / "real.json").write_text(json.dumps(reference))
+    config = replace(presets.tiny(), frame_skip=4, arrow_keys={"ArrowRight": 1})
+    with pytest.raises(ValueError, match="names frames that are not there"):
+        against_the_game(PanWorld(config).eval(), broken)
+
+
+def test_a_state_whose_held_key_ends_the_episode_is_not_kept(tmp_path):
+    """From frame 280 of level 95000 (wandering policy, seed 5) holding RIGHT reaches the coin
+    within 3 game frames and procgen restarts the level: the shift search would read that jump as
+    8.7 px of walking right. The state is flagged and not kept."""
+    generate_coinrun(tmp_path, levels=1, steps_per_level=300, start_level=95000, policy="wander", seed=5,
+                     progress=False)
+    ep = load_episode(tmp_path / "level_095000.npz")
+    state = {"level_seed": 95000, "start": 280, "actions": ep["actions"], "difficulty": "hard", "seed": 5,
+             "frame": ep["frames"][280]}
+    real = real_motion([state], 12, 4)[0]
+    assert real["replayed"] and real["ended"] and real["motion"]["RIGHT"]["dx"] > 6
+    assert not qualifies(real, 6.0) and qualifies({**real, "ended": False}, 6.0)  # the ending alone rules it out

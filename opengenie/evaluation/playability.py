@@ -120,16 +120,21 @@ def _ci(values: torch.Tensor) -> list[float]:
 
 
 def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[str, int] = COINRUN_KEYS,
-                      frame_skip: int = 1) -> torch.Tensor:
+                      frame_skip: int = 1,
+                      with_ended: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The real game from the states of the prompts, each key held `steps` world steps of
     `frame_skip` game frames each (every `frame_skip`-th frame is kept, as the world saw its data).
 
     prompts: one dict per prompt, {"level_seed", "start", "actions" (recorded, at least `start`),
     "difficulty", "seed"} of a CoinRun episode (`data/coinrun.py`); the level is replayed with its
     recorded actions to frame `start` (procgen is deterministic given the level and its seed).
-    Returns frames (K, N, 1 + steps, 64, 64, 3) uint8, keys in the order of `keys`.
+    Returns frames (K, N, 1 + steps, 64, 64, 3) uint8, keys in the order of `keys`; with
+    `with_ended`, also (K, N) bool: the episode ended while the key was held (the agent reached
+    the coin or died, and procgen restarted the level: the frames after that are a new episode,
+    not motion).
     """
     out = np.empty((len(keys), len(prompts), steps + 1, 64, 64, 3), dtype=np.uint8)
+    ended = np.zeros((len(keys), len(prompts)), dtype=bool)
     for n, p in enumerate(prompts):
         env = level_env(int(p["level_seed"]), p["difficulty"], int(p["seed"]))
         for t in range(int(p["start"])):
@@ -141,6 +146,7 @@ def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[s
             for t in range(steps):
                 for _ in range(frame_skip):
                     env.act(np.array([key]))
+                    ended[k, n] |= bool(env.observe()[2][0])  # gym3's `first`: a new episode began
                 out[k, n, t + 1] = env.observe()[1]["rgb"][0]
         env.close()
-    return torch.from_numpy(out)
+    return (torch.from_numpy(out), torch.from_numpy(ended)) if with_ended else torch.from_numpy(out)

@@ -1,0 +1,61 @@
+"""One key sequence played from every frame of a world's gallery, as `opengenie generate --keys`
+plays it: how far each run of one key moves the camera, frame by frame of the gallery.
+
+    python bench/gallery_walk.py [--model worlds/coinrun-wander] [--keys right*6,up,right*3,left*8,up,left*2]
+                                 [--seed 0]
+
+The README's GIF is one such rollout from one frame; this shows what the same keys do from the
+others (one rollout each, the sampler seeded as `generate --seed`). A run counts as moving when
+its camera motion along the key's direction is at least 4 px (dx for ← →, dy for ↑).
+"""
+
+from __future__ import annotations
+
+import argparse
+from itertools import groupby
+from pathlib import Path
+
+import torch
+
+from opengenie import Genie
+from opengenie.cli import _key_presses, _rollout  # the rollout `opengenie generate` writes
+from opengenie.evaluation.motion import camera_shift, max_shift_for
+
+ARROW = {"ArrowRight": ("→", "dx", 1), "ArrowLeft": ("←", "dx", -1), "ArrowUp": ("↑", "dy", -1)}
+MOVED_PX = 4.0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="worlds/coinrun-wander")
+    p.add_argument("--keys", default="right*6,up,right*3,left*8,up,left*2")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    world = Genie.from_pretrained(args.model).eval()
+    keys = _key_presses(args.keys)
+    actions = [world.config.arrow_keys[k] for k in keys]
+    runs = [(key, len(list(group))) for key, group in groupby(keys)]
+    reach = max_shift_for(world.config.frame_skip, world.image_size[0])
+    moved = [0] * len(runs)
+    names = sorted(Path(args.model, "prompts").glob("*.png"))
+    print(f"{args.model}, keys {args.keys}, seed {args.seed}: camera motion of each run (px; ±{reach} a step is the "
+          "search's limit, usually a redrawn scene rather than a pan)")
+    print("| frame | " + " | ".join(f"{ARROW[k][0]}×{n}" for k, n in runs) + " |")
+    print("|---" * (len(runs) + 1) + "|")
+    for path in names:
+        frames = _rollout(world, str(path), actions, None, None, args.seed)[-len(actions) - 1:]  # (1 + n, H, W, 3)
+        x = torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float() / 127.5 - 1
+        shift = camera_shift(x[:-1], x[1:], reach)
+        cells, step = [], 0
+        for i, (key, n) in enumerate(runs):
+            _, axis, sign = ARROW[key]
+            value = float(getattr(shift, axis)[step:step + n].sum())
+            moved[i] += sign * value >= MOVED_PX
+            cells.append(f"{value:+.1f}")
+            step += n
+        print(f"| {path.stem} | " + " | ".join(cells) + " |")
+    print(f"| moved ≥ {MOVED_PX:.0f} px its way | " + " | ".join(f"{m} of {len(names)}" for m in moved) + " |")
+
+
+if __name__ == "__main__":
+    main()
