@@ -69,6 +69,7 @@ def test_cli_writes_every_metric_and_the_figures(coinrun, model, tmp_path, capsy
     play = m["playability"]
     assert len(play["actions"]) == 8 and play["prompts"] == 2 and play["steps"] == 3
     assert [r["action"] for r in play["real"]] == ["RIGHT", "LEFT", "UP", "none"] and play["real_matches_data"]
+    assert set(play["real_episode_ended"]) == {"RIGHT", "LEFT", "UP", "none"}  # a coin or death stops the camera
     per_clip = json.loads((out / "per_clip.json").read_text())
     assert len(per_clip["inferred_psnr"]) == 3 and len(per_clip["inferred_psnr"][0]) == 16
     report = (out / "report.md").read_text()

@@ -16,6 +16,7 @@ from opengenie import presets
 from opengenie.cli import main
 from opengenie.data import generate_coinrun, load_episode
 from opengenie.evaluation.gallery import against_the_game, qualifies, read_reference, real_motion, write_gallery
+from opengenie.evaluation.playability import coinrun_reference
 from test_labels import PanWorld  # a world with known moves
 
 
@@ -107,13 +108,23 @@ def test_bad_galleries_are_refused(tmp_path, gallery, capsys):
 
 def test_a_state_whose_held_key_ends_the_episode_is_not_kept(tmp_path):
     """From frame 280 of level 95000 (wandering policy, seed 5) holding RIGHT reaches the coin
-    within 3 game frames and procgen restarts the level: the shift search would read that jump as
-    8.7 px of walking right. The state is flagged and not kept."""
+    within the first world step and procgen restarts the level; the shift search read that jump
+    as 8.7 px of walking right. Now the camera stops where the episode ended (the frames repeat),
+    the state is flagged, and it is not kept; the other keys are played as before."""
     generate_coinrun(tmp_path, levels=1, steps_per_level=300, start_level=95000, policy="wander", seed=5,
                      progress=False)
     ep = load_episode(tmp_path / "level_095000.npz")
     state = {"level_seed": 95000, "start": 280, "actions": ep["actions"], "difficulty": "hard", "seed": 5,
              "frame": ep["frames"][280]}
+    frames, ended = coinrun_reference([state], 12, frame_skip=4, with_ended=True)  # keys RIGHT, LEFT, UP, none
+    assert ended[:, 0].tolist() == [True, False, False, False]
+    assert (frames[0, 0] == frames[0, 0, :1]).all()  # RIGHT: the prompt frame, held
+    assert not (frames[1, 0, -1] == frames[1, 0, 0]).all()  # LEFT moves on
     real = real_motion([state], 12, 4)[0]
-    assert real["replayed"] and real["ended"] and real["motion"]["RIGHT"]["dx"] > 6
-    assert not qualifies(real, 6.0) and qualifies({**real, "ended": False}, 6.0)  # the ending alone rules it out
+    assert real["replayed"] and real["ended"] and real["motion"]["RIGHT"] == {"dx": 0.0, "dy": 0.0}
+    assert real["motion"]["LEFT"]["dx"] < -6 and not qualifies(real, 6.0)
+    from opengenie.evaluation.markdown import _ended
+
+    assert _ended({"real_episode_ended": {"RIGHT": 1, "LEFT": 0}, "prompts": 16}).startswith(
+        "; holding it ended the episode (a coin or a death) from some states (RIGHT 1 of 16)")
+    assert _ended({"real_episode_ended": {"RIGHT": 0}, "prompts": 16}) == "."

@@ -163,7 +163,8 @@ def markdown(m: dict) -> str:
               "prompts whose displacement points the way the mean does. Broken: share of generated frames whose "
               f"shift-aligned PSNR to the frame before is under {_num(play['broken_below_db'], 1)} dB (the 1st "
               "percentile of real consecutive frames)."
-              + (" Rows `real …`: the real game from the same states, each key held as long." if play["real"] else ""),
+              + ((" Rows `real …`: the real game from the same states, each key held as long" + _ended(play))
+                 if play["real"] else ""),
               "", "| action | label | dx / step | dy / step | dx total [95 %] | dy total [95 %] | consistency | broken |",
               "|---|---|---|---|---|---|---|---|"]
     lines += _playability_rows(play["actions"], "a=")
@@ -185,3 +186,13 @@ def markdown(m: dict) -> str:
               "the rollout with random actions (same MaskGIT seed). Captions name the latent action that led "
               "into each frame.", "", f"![rollouts]({f['rollout']})", ""]
     return "\n".join(lines)
+
+
+def _ended(play: dict) -> str:
+    """How often a held real key ended the episode (a coin or a death; the camera stops there)."""
+    ended = play.get("real_episode_ended")
+    if not ended or not any(ended.values()):
+        return "."
+    counts = ", ".join(f"{key} {n}" for key, n in ended.items() if n)
+    return (f"; holding it ended the episode (a coin or a death) from some states ({counts} of {play['prompts']}), "
+            "and from there the camera stops.")

@@ -129,9 +129,10 @@ def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[s
     "difficulty", "seed"} of a CoinRun episode (`data/coinrun.py`); the level is replayed with its
     recorded actions to frame `start` (procgen is deterministic given the level and its seed).
     Returns frames (K, N, 1 + steps, 64, 64, 3) uint8, keys in the order of `keys`; with
-    `with_ended`, also (K, N) bool: the episode ended while the key was held (the agent reached
-    the coin or died, and procgen restarted the level: the frames after that are a new episode,
-    not motion).
+    `with_ended`, also (K, N) bool: the episode ended while the key was held. When the agent
+    reaches the coin or dies, procgen restarts the level, and a camera-shift search would read
+    the jump to the level's start as motion: from the step the episode ends on, the frames repeat
+    its last frame (the camera stops where the episode stopped).
     """
     out = np.empty((len(keys), len(prompts), steps + 1, 64, 64, 3), dtype=np.uint8)
     ended = np.zeros((len(keys), len(prompts)), dtype=bool)
@@ -145,8 +146,9 @@ def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[s
             out[k, n, 0] = env.observe()[1]["rgb"][0]
             for t in range(steps):
                 for _ in range(frame_skip):
-                    env.act(np.array([key]))
-                    ended[k, n] |= bool(env.observe()[2][0])  # gym3's `first`: a new episode began
-                out[k, n, t + 1] = env.observe()[1]["rgb"][0]
+                    if not ended[k, n]:
+                        env.act(np.array([key]))
+                        ended[k, n] = bool(env.observe()[2][0])  # gym3's `first`: a new episode began
+                out[k, n, t + 1] = out[k, n, t] if ended[k, n] else env.observe()[1]["rgb"][0]
         env.close()
     return (torch.from_numpy(out), torch.from_numpy(ended)) if with_ended else torch.from_numpy(out)

@@ -146,9 +146,10 @@ def playability(world: Genie, data: Path, ds, clips, prompts: int, steps: int, s
     if states is not None:
         from opengenie.evaluation.playability import COINRUN_KEYS
 
-        real = coinrun_reference(states, steps, frame_skip=skip)  # (K, N, 1 + k, 64, 64, 3)
+        real, ended = coinrun_reference(states, steps, frame_skip=skip, with_ended=True)  # (K, N, 1 + k, 64, 64, 3)
         reach = max_shift_for(skip, world.image_size[0])
         out["real"] = summarise(held_motion(real, reach), broken_below, list(COINRUN_KEYS))
+        out["real_episode_ended"] = {key: int(ended[k].sum()) for k, key in enumerate(COINRUN_KEYS)}
         out["real_matches_data"] = bool(all((real[0, n, 0].numpy() == s["frame"]).all() for n, s in enumerate(states)))
     return out, held
 
