@@ -49,7 +49,6 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=16)
     args = p.parse_args()
-    torch.manual_seed(0)
     world = Genie.from_pretrained(args.model).eval()
     settings = json.loads(Path(args.eval).read_text())["settings"]
     video = clips(Path(args.data), settings, args.clips)  # (N, C, T, H, W)

@@ -133,7 +133,7 @@ def test_real_game_replays_to_the_recorded_state(coinrun):
     ep = load_episode(path)
     states = [{"level_seed": int(ep["level_seed"]), "start": start, "actions": ep["actions"], "difficulty": "hard",
                "seed": 0} for start in (0, 30)]
-    frames = coinrun_reference(states, steps=12, keys={"RIGHT": 7, "LEFT": 1})  # (2, 2, 13, 64, 64, 3)
+    frames, _ = coinrun_reference(states, steps=12, keys={"RIGHT": 7, "LEFT": 1})  # (2, 2, 13, 64, 64, 3)
     assert (frames[0, 0, 0].numpy() == ep["frames"][0]).all() and (frames[1, 1, 0].numpy() == ep["frames"][30]).all()
     held = held_motion(frames)
     assert held.dx[0].sum(-1).mean() > held.dx[1].sum(-1).mean() + 4  # px over 12 steps

@@ -16,7 +16,7 @@ from opengenie import presets
 from opengenie.cli import main
 from opengenie.data import generate_coinrun, load_episode
 from opengenie.evaluation.gallery import against_the_game, qualifies, read_reference, real_motion, write_gallery
-from opengenie.evaluation.playability import coinrun_reference
+from opengenie.evaluation.playability import coinrun_reference, episode_state
 from test_labels import PanWorld  # a world with known moves
 
 
@@ -45,8 +45,7 @@ def test_the_gallery_keeps_the_first_state_of_a_level_where_every_arrow_moves(ga
         seed = int(ep["level_seed"])
         if seed > max(kept):
             break
-        states = [{"level_seed": seed, "start": t, "actions": ep["actions"], "difficulty": "hard", "seed": 5,
-                   "frame": ep["frames"][t]} for t in range(40, len(ep["frames"]), 40)]
+        states = [episode_state(ep, t, {"difficulty": "hard", "seed": 5}) for t in range(40, len(ep["frames"]), 40)]
         real = real_motion(states, 12, 4)
         assert all(r["replayed"] for r in real)  # procgen replays the recorded episode exactly
         good = [(s, r) for s, r in zip(states, real) if qualifies(r, 6.0)]
@@ -114,9 +113,8 @@ def test_a_state_whose_held_key_ends_the_episode_is_not_kept(tmp_path):
     generate_coinrun(tmp_path, levels=1, steps_per_level=300, start_level=95000, policy="wander", seed=5,
                      progress=False)
     ep = load_episode(tmp_path / "level_095000.npz")
-    state = {"level_seed": 95000, "start": 280, "actions": ep["actions"], "difficulty": "hard", "seed": 5,
-             "frame": ep["frames"][280]}
-    frames, ended = coinrun_reference([state], 12, frame_skip=4, with_ended=True)  # keys RIGHT, LEFT, UP, none
+    state = episode_state(ep, 280, {"difficulty": "hard", "seed": 5})
+    frames, ended = coinrun_reference([state], 12, frame_skip=4)  # keys RIGHT, LEFT, UP, none
     assert ended[:, 0].tolist() == [True, False, False, False]
     assert (frames[0, 0] == frames[0, 0, :1]).all()  # RIGHT: the prompt frame, held
     assert not (frames[1, 0, -1] == frames[1, 0, 0]).all()  # LEFT moves on

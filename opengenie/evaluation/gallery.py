@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from opengenie.evaluation.motion import max_shift_for
-from opengenie.evaluation.playability import COINRUN_KEYS, HOLD_STEPS, coinrun_reference, held_motion, hold_actions
+from opengenie.evaluation.playability import (COINRUN_KEYS, HOLD_STEPS, coinrun_reference, episode_state, held_motion,
+                                              hold_actions)
 from opengenie.evaluation.uncertainty import bootstrap_ci
 
 REFERENCE_FILE = "real.json"
@@ -38,7 +39,7 @@ def real_motion(states: list[dict], steps: int, frame_skip: int) -> list[dict]:
     """Per state: {"motion": {key: {"dx", "dy"}}} of the real game holding each key `steps`
     world steps, "ended": whether holding some key ended the episode, "replayed": whether the
     replayed state is the recorded frame."""
-    real, ended = coinrun_reference(states, steps, frame_skip=frame_skip, with_ended=True)  # (K, N, 1 + k, ...)
+    real, ended = coinrun_reference(states, steps, frame_skip=frame_skip)  # (K, N, 1 + k, 64, 64, 3), (K, N)
     held = held_motion(real, max_shift_for(frame_skip, 64))
     dx, dy = held.dx.sum(-1), held.dy.sum(-1)  # (K, N)
     return [{"motion": {key: {"dx": round(float(dx[k, n]), 2), "dy": round(float(dy[k, n]), 2)}
@@ -79,8 +80,7 @@ def choose_gallery(data: str | Path, count: int = 6, steps: int = HOLD_STEPS, fr
     for path in bar:
         ep = load_episode(path)
         seed = int(ep["level_seed"])
-        states = [{"level_seed": seed, "start": t, "actions": ep["actions"], "difficulty": settings["difficulty"],
-                   "seed": settings["seed"], "frame": ep["frames"][t]} for t in range(every, len(ep["frames"]), every)]
+        states = [episode_state(ep, t, settings) for t in range(every, len(ep["frames"]), every)]
         for state, real in zip(states, real_motion(states, steps, frame_skip)):
             if qualifies(real, min_px):
                 chosen.append({"name": f"level_{seed:06d}_t{state['start']:03d}", "level_seed": seed,
@@ -126,15 +126,16 @@ def read_reference(folder: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def gallery_frames(folder: str | Path, reference: dict) -> torch.Tensor:
-    """The frames `reference` names, from `folder`: (N, C, 1, H, W) in [-1, 1]."""
-    from PIL import Image
+def gallery_frames(folder: str | Path, reference: dict, size: tuple[int, int]) -> torch.Tensor:
+    """The frames `reference` names, from `folder`, at `size`: (N, C, 1, H, W) in [-1, 1]."""
+    from opengenie.images import load_frames
 
-    missing = [name for name in reference["prompts"] if not (Path(folder) / f"{name}.png").exists()]
+    paths = [Path(folder) / f"{name}.png" for name in reference["prompts"]]
+    missing = [p.stem for p in paths if not p.exists()]
     if missing:
         raise ValueError(f"{folder}/{REFERENCE_FILE} names frames that are not there: {', '.join(missing)}")
-    frames = [np.asarray(Image.open(Path(folder) / f"{name}.png").convert("RGB")) for name in reference["prompts"]]
-    return torch.stack([torch.from_numpy(f.copy()).permute(2, 0, 1)[:, None].float() / 127.5 - 1 for f in frames])
+    frames = torch.from_numpy(load_frames(paths, size))  # (N, H, W, 3) uint8
+    return frames.permute(0, 3, 1, 2)[:, :, None].float() / 127.5 - 1
 
 
 @torch.no_grad()
@@ -154,7 +155,7 @@ def against_the_game(world, folder: str | Path, draws: int = 3, seed: int = 0) -
     if not arrows:
         raise ValueError("the world maps no arrow key to an action; measure its labels with `opengenie label`")
     actions = [world.config.arrow_keys[arrow] for arrow in arrows]
-    prompts = gallery_frames(folder, reference).repeat(draws, 1, 1, 1, 1)  # (draws·N, C, 1, H, W)
+    prompts = gallery_frames(folder, reference, world.image_size).repeat(draws, 1, 1, 1, 1)  # (draws·N, C, 1, H, W)
     video = hold_actions(world, prompts, reference["steps"], seed, actions=actions)  # (arrows, draws·N, ...)
     held = held_motion(video, max_shift_for(world.config.frame_skip, world.image_size[0]))
     moved = {"dx": held.dx.sum(-1), "dy": held.dy.sum(-1)}  # (arrows, draws·N) displacement over the hold

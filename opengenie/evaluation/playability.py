@@ -119,17 +119,23 @@ def _ci(values: torch.Tensor) -> list[float]:
     return list(bootstrap_ci(values))
 
 
+def episode_state(episode: dict, start: int, settings: dict) -> dict:
+    """The state `coinrun_reference` replays: frame `start` of a recorded CoinRun episode (its
+    arrays, `load_episode`) with the settings of its manifest (difficulty, seed)."""
+    return {"level_seed": int(episode["level_seed"]), "start": int(start), "actions": episode["actions"],
+            "difficulty": settings["difficulty"], "seed": settings["seed"], "frame": episode["frames"][start]}
+
+
 def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[str, int] = COINRUN_KEYS,
-                      frame_skip: int = 1,
-                      with_ended: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                      frame_skip: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """The real game from the states of the prompts, each key held `steps` world steps of
     `frame_skip` game frames each (every `frame_skip`-th frame is kept, as the world saw its data).
 
-    prompts: one dict per prompt, {"level_seed", "start", "actions" (recorded, at least `start`),
-    "difficulty", "seed"} of a CoinRun episode (`data/coinrun.py`); the level is replayed with its
-    recorded actions to frame `start` (procgen is deterministic given the level and its seed).
-    Returns frames (K, N, 1 + steps, 64, 64, 3) uint8, keys in the order of `keys`; with
-    `with_ended`, also (K, N) bool: the episode ended while the key was held. When the agent
+    prompts: one dict per prompt (`episode_state`), {"level_seed", "start", "actions" (recorded,
+    at least `start`), "difficulty", "seed"} of a CoinRun episode (`data/coinrun.py`); the level is
+    replayed with its recorded actions to frame `start` (procgen is deterministic given the level
+    and its seed). Returns frames (K, N, 1 + steps, 64, 64, 3) uint8, keys in the order of `keys`,
+    and ended (K, N) bool: the episode ended while the key was held. When the agent
     reaches the coin or dies, procgen restarts the level, and a camera-shift search would read
     the jump to the level's start as motion: from the step the episode ends on, the frames repeat
     its last frame (the camera stops where the episode stopped).
@@ -151,4 +157,4 @@ def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[s
                         ended[k, n] = bool(env.observe()[2][0])  # gym3's `first`: a new episode began
                 out[k, n, t + 1] = out[k, n, t] if ended[k, n] else env.observe()[1]["rgb"][0]
         env.close()
-    return (torch.from_numpy(out), torch.from_numpy(ended)) if with_ended else torch.from_numpy(out)
+    return torch.from_numpy(out), torch.from_numpy(ended)

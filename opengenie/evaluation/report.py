@@ -21,7 +21,8 @@ from opengenie.evaluation.figures import (action_grid_rows, motion_chart, psnr_c
                                           rollout_rows, save_grid)
 from opengenie.evaluation.markdown import markdown
 from opengenie.evaluation.motion import max_shift_for
-from opengenie.evaluation.playability import HOLD_STEPS, coinrun_reference, held_motion, held_rows, summarise
+from opengenie.evaluation.playability import (HOLD_STEPS, coinrun_reference, episode_state, held_motion, held_rows,
+                                              summarise)
 from opengenie.evaluation.transitions import action_diagnostics, broken_threshold, pooled_transitions
 from opengenie.genie import Genie
 
@@ -125,12 +126,7 @@ def _coinrun_states(data: Path, prompts: list[dict]) -> list[dict] | None:
         procgen_env()
     except ImportError:
         return None
-    settings, states = manifest["settings"], []
-    for p in prompts:
-        ep = load_episode(p["path"])
-        states.append({"level_seed": int(ep["level_seed"]), "start": p["start"], "actions": ep["actions"],
-                       "difficulty": settings["difficulty"], "seed": settings["seed"], "frame": ep["frames"][p["start"]]})
-    return states
+    return [episode_state(load_episode(p["path"]), p["start"], manifest["settings"]) for p in prompts]
 
 
 def playability(world: Genie, data: Path, ds, clips, prompts: int, steps: int, seed: int,
@@ -146,7 +142,7 @@ def playability(world: Genie, data: Path, ds, clips, prompts: int, steps: int, s
     if states is not None:
         from opengenie.evaluation.playability import COINRUN_KEYS
 
-        real, ended = coinrun_reference(states, steps, frame_skip=skip, with_ended=True)  # (K, N, 1 + k, 64, 64, 3)
+        real, ended = coinrun_reference(states, steps, frame_skip=skip)  # (K, N, 1 + k, 64, 64, 3), (K, N)
         reach = max_shift_for(skip, world.image_size[0])
         out["real"] = summarise(held_motion(real, reach), broken_below, list(COINRUN_KEYS))
         out["real_episode_ended"] = {key: int(ended[k].sum()) for k, key in enumerate(COINRUN_KEYS)}
