@@ -358,6 +358,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="I3D under bf16 autocast (default: 2x faster, FVD within 0.4%%) or in fp32")
     p.add_argument("--maskgit-steps", type=_STEPS, default=None,
                    help="MaskGIT iterations per generated frame (default: the world's own)")
+    p.add_argument("--across-episode-ends", action="store_true",
+                   help="let clips run across an episode's end (a coin or death restarts the level); "
+                        "by default each clip stays within one episode")
     p.add_argument("--out", default="out/eval", help="output folder of metrics.json, report.md and PNGs")
     p.add_argument("--skip", default="", help="comma-separated metrics to leave out: fvd, lpips")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -375,7 +378,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         run_eval(args.model, args.data, split=None if args.split == "all" else args.split,
                  num_clips=args.num_clips, frames=args.frames, seed=args.seed, batch_size=args.batch_size,
                  out=args.out, skip=skip, device=args.device, prompts=args.prompts, hold_steps=args.hold_steps,
-                 fvd_precision=args.fvd_precision, maskgit_steps=args.maskgit_steps)
+                 fvd_precision=args.fvd_precision, maskgit_steps=args.maskgit_steps,
+                 across_episode_ends=args.across_episode_ends)
         print(f"wrote {args.out}/metrics.json, per_clip.json and report.md")
 
     p.set_defaults(func=run)

@@ -146,12 +146,16 @@ class DynamicsModel(nn.Module):
 
     def compute_loss(self, tokens: torch.Tensor, actions: torch.Tensor,
                      generator: torch.Generator | None = None,
-                     action_onehot: torch.Tensor | None = None) -> DynamicsLoss:
+                     action_onehot: torch.Tensor | None = None, context_noise: float = 0.0) -> DynamicsLoss:
         """Genie §2.1: mask rate ~ U(0.5, 1) per example, Bernoulli masks, first frame never
         masked, cross-entropy on masked positions against the ORIGINAL tokens.
 
         action_onehot (B, T−1 or T, num_actions): a differentiable one-hot of `actions` through
-        which the loss reaches the action model (co-training); None: actions are plain ids."""
+        which the loss reaches the action model (co-training); None: actions are plain ids.
+        context_noise: each example replaces a share ~ U(0, context_noise) of its unmasked tokens
+        after the prompt frame with uniformly random codes. A rollout reads its own samples as
+        context, which are not the tokenizer's; training on corrupted context teaches the model
+        not to trust every token it reads. 0 (Genie): clean context."""
         self._check(tokens, actions)
         b, t, h, w = tokens.shape
         if t < 2:
@@ -161,6 +165,8 @@ class DynamicsModel(nn.Module):
         mask = draws < rate[:, None, None, None]
         mask[:, 0] = False  # the prompt frame is always given
         inputs = tokens.masked_fill(mask, self.mask_id)
+        if context_noise > 0:
+            inputs = self._corrupt(inputs, mask, context_noise, generator)
         if action_onehot is None:
             logits = self.forward(inputs, actions)  # (B, T, H', W', V)
         else:
@@ -169,6 +175,19 @@ class DynamicsModel(nn.Module):
         ce = F.cross_entropy(logits[mask].float(), target[mask]) if mask.any() else logits.sum() * 0.0
         accuracy = (logits[mask].argmax(-1) == target[mask]).float().mean() if mask.any() else ce.detach()
         return DynamicsLoss(ce, accuracy.detach(), mask.float().mean().detach())
+
+    def _corrupt(self, inputs: torch.Tensor, mask: torch.Tensor, noise: float,
+                 generator: torch.Generator | None) -> torch.Tensor:
+        """Replace a share ~ U(0, noise) per example of the unmasked tokens of frames 2..T with random codes."""
+        if not 0.0 < noise <= 1.0:
+            raise ValueError(f"context_noise must lie in [0, 1], got {noise}")
+        b = inputs.shape[0]
+        rate = torch.rand(b, generator=generator, device=inputs.device) * noise  # (B,)
+        hit = torch.rand(inputs.shape, generator=generator, device=inputs.device) < rate[:, None, None, None]
+        hit &= ~mask
+        hit[:, 0] = False  # the prompt is a real frame at play time too
+        codes = torch.randint(0, self.config.vocab_size, inputs.shape, generator=generator, device=inputs.device)
+        return torch.where(hit, codes, inputs)
 
     # --- generation ----------------------------------------------------------------------
 

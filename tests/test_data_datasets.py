@@ -113,3 +113,19 @@ def test_split_of_is_stable():
     """Split assignment depends only on the group name and fractions."""
     assert [split_of(str(s)) for s in range(50)] == [split_of(str(s)) for s in range(50)]
     assert {split_of(str(s), 0.0, 0.0) for s in range(50)} == {"train"}
+
+
+def test_episode_clip_starts_never_cross_an_episode_end():
+    """Clips are cut back to back from the first frame of each episode a file holds."""
+    from opengenie.data.clips import episode_clip_starts
+
+    dones = np.zeros(30, bool)
+    dones[[9, 12]] = True  # frames 10 and 13 start new episodes: lives [0, 10), [10, 13), [13, 30)
+    assert episode_clip_starts(dones, 30, 5) == [0, 5, 13, 18, 23]
+    assert episode_clip_starts(None, 30, 5) == [0, 5, 10, 15, 20, 25]
+    assert episode_clip_starts(dones, 30, 18) == []  # no life lasts 18 frames
+    offsets = {tuple(episode_clip_starts(dones, 30, 5, np.random.default_rng(s))) for s in range(40)}
+    assert len(offsets) > 1  # the last life has 2 frames to spare: its clips start at 13, 14 or 15
+    assert all(o[:2] == (0, 5) and o[2] in (13, 14, 15) and o[3] == o[2] + 5 and o[4] == o[2] + 10 for o in offsets)
+    with pytest.raises(ValueError, match="span"):
+        episode_clip_starts(dones, 30, 0)

@@ -104,3 +104,29 @@ def test_straight_through_actions_equal_ids_forward_and_carry_gradient():
     assert torch.allclose(plain, joint, atol=1e-5)
     joint.backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_context_noise_corrupts_only_given_tokens_after_the_prompt():
+    """context_noise swaps some unmasked tokens of frames 2..T for other codes, never the prompt or a mask."""
+    torch.manual_seed(0)
+    seen = {}
+
+    class Spy(DynamicsModel):
+        def forward(self, inputs, actions):
+            seen["inputs"] = inputs.clone()
+            return super().forward(inputs, actions)
+
+    model = Spy(presets.tiny().dynamics)
+    tokens, actions = _batch(model, b=16, t=4)
+    clean = model.compute_loss(tokens, actions, generator=torch.Generator().manual_seed(0))
+    plain = seen["inputs"]
+    model.compute_loss(tokens, actions, generator=torch.Generator().manual_seed(0), context_noise=0.5)
+    noisy = seen["inputs"]
+    masked = plain == model.mask_id
+    assert ((noisy == model.mask_id) == masked).all() and (noisy[:, 0] == tokens[:, 0]).all()
+    changed = (noisy != plain) & ~masked
+    share = changed.sum() / (~masked[:, 1:]).sum()
+    assert 0.1 < share.item() < 0.4  # ~ U(0, 0.5) per example, less the draws of the same code
+    assert clean.loss.isfinite()
+    with pytest.raises(ValueError, match="context_noise"):
+        model.compute_loss(tokens, actions, context_noise=1.5)

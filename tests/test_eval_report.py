@@ -127,3 +127,28 @@ def test_fvd_of_sixteen_frame_rollouts(coinrun, model, tmp_path):
                  hold_steps=2, progress=False)
     assert m["fvd"]["clips"] == 4 and m["fvd"]["frames"] == 16 and m["fvd"]["half_clips"] == [2, 2]
     assert all(0 < m["fvd"][k] < float("inf") for k in ("inferred", "copy", "real_vs_real", "inferred_half"))
+
+
+def test_clips_stay_within_one_episode(tmp_path):
+    """By default no evaluation clip spans an episode's end (dones); --across-episode-ends cuts blindly."""
+    import numpy as np
+
+    from opengenie.data import write_episode
+    from opengenie.evaluation.report import _load_clips
+
+    frames = np.zeros((40, 16, 16, 3), np.uint8)
+    frames[..., 0] = np.arange(40)[:, None, None]
+    dones = np.zeros(40, bool)
+    dones[[6, 25]] = True  # episodes [0, 7), [7, 26), [26, 40)
+    write_episode(tmp_path / "level_000001.npz", frames, actions=np.zeros(40), dones=dones)
+    _, within = _load_clips(tmp_path, None, 4, 50, 0, (16, 16), frame_skip=2)
+    starts = sorted(int(c["start"]) for c in within)  # clips of 7 frames: 1, 2 and 2 of them
+    assert len(starts) == 5 and starts[0] == 0 and 7 <= starts[1] and starts[2] == starts[1] + 7 <= 19
+    assert starts[3] in (26,) and starts[4] == 33  # 14 frames: no frame to spare
+    for clip in within:  # the pixels say which frames a clip holds
+        shown = ((clip["video"][0, :, 0, 0] + 1) * 127.5).round().long().tolist()
+        assert not any(dones[shown[0]:shown[-1]])
+    _, blind = _load_clips(tmp_path, None, 4, 50, 0, (16, 16), frame_skip=2, across_episode_ends=True)
+    assert any(dones[int(c["start"]):int(c["start"]) + 6].any() for c in blind)
+    with pytest.raises(ValueError, match="across-episode-ends"):  # 21 frames: longer than every episode
+        _load_clips(tmp_path, None, 11, 50, 0, (16, 16), frame_skip=2)

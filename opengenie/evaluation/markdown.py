@@ -105,8 +105,8 @@ def markdown(m: dict) -> str:
         f"{s['num_clips']} clips of {s['frames']} frames at {s['image_size'][0]}×{s['image_size'][1]}"
         + (f" (one world step = {s['frame_skip']} video frames)" if s.get("frame_skip", 1) > 1 else "") + ", seed "
         f"{s['seed']}, batch size {s['batch_size']}, MaskGIT {s['maskgit_steps']} steps at temperature "
-        f"{s['temperature']}, one prompt frame, device {s['device']} ({s['seconds']} s). Intervals are "
-        "bootstrap 95 % over clips.", "",
+        f"{s['temperature']}, one prompt frame, device {s['device']} ({s['seconds']} s). "
+        + _clip_rule(s) + "Intervals are bootstrap 95 % over clips.", "",
         "## Verdict", "", *verdict_lines(m), "",
         "## Frames against the real clip", "",
         "Generated frames 1..T−1 (the ceiling: every frame).", "",
@@ -186,6 +186,16 @@ def markdown(m: dict) -> str:
               "the rollout with random actions (same MaskGIT seed). Captions name the latent action that led "
               "into each frame.", "", f"![rollouts]({f['rollout']})", ""]
     return "\n".join(lines)
+
+
+def _clip_rule(s: dict) -> str:
+    """Whether a clip may cross an episode's end (older metrics.json files do not say)."""
+    across = s.get("clips_across_episode_ends")
+    if across is None:
+        return ""
+    if across:
+        return "Clips are cut across episode ends (a coin or a death restarts the level mid-clip). "
+    return "Every clip lies within one episode: none crosses a coin or a death that restarts the level. "
 
 
 def _ended(play: dict) -> str:

@@ -76,8 +76,28 @@ def _check_actions(paths: list[Path], num_actions: int | None) -> None:
                              "remake the episodes, or fix settings.num_actions in manifest.json")
 
 
+def _episode_clips(ds, seed: int) -> list[int]:
+    """Dataset indices (of a stride-1 `ds`) of back-to-back clips, none across an episode's end,
+    at offsets drawn with `seed`."""
+    import numpy as np
+
+    from opengenie.data.clips import episode_clip_starts
+
+    index, base = [], 0
+    for e, length in enumerate(ds.lengths):
+        ep = ds._file(e)
+        dones = ep.read("dones") if ep.has("dones") else None
+        rng = np.random.default_rng([seed, e])
+        index.extend(base + s for s in episode_clip_starts(dones, length, ds.span, rng))
+        base = int(ds._ends[e])
+    return index
+
+
 def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed: int, image_size,
-                frame_skip: int = 1):
+                frame_skip: int = 1, across_episode_ends: bool = False):
+    """The dataset and the chosen clips. By default no clip crosses the end of an episode (a coin
+    or a death restarts a CoinRun level mid-file: a jump to the level's start that nothing in the
+    prompt or the actions can foretell); `across_episode_ends` cuts the files into clips blindly."""
     from opengenie.data import EpisodeClipDataset, episode_paths, read_manifest
 
     if not episode_paths(data):
@@ -87,13 +107,17 @@ def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed
         raise ValueError(f"{data} has no manifest.json, so it has no {split!r} split; "
                          "evaluate every episode with --split all")
     try:
-        ds = EpisodeClipDataset(data, seq_len=frames, frame_skip=frame_skip, split=split, seed=seed, with_actions=True)
+        ds = EpisodeClipDataset(data, seq_len=frames, frame_skip=frame_skip, split=split, seed=seed, with_actions=True,
+                                stride=None if across_episode_ends else 1)
     except ValueError as err:
         if "needs" in str(err) and "frames" in str(err):  # episodes shorter than one clip
             raise ValueError(f"--frames {frames} is too long for the episodes in {data}: {err}") from None
         raise
-    index = select_clips(len(ds), num_clips, seed)
-    clips = [ds[i] for i in index]
+    candidates = list(range(len(ds))) if across_episode_ends else _episode_clips(ds, seed)
+    if not candidates:
+        raise ValueError(f"no episode in {data} lasts the {ds.span} frames of one clip; lower --frames, "
+                         "or cut clips across episode ends (--across-episode-ends)")
+    clips = [ds[candidates[i]] for i in select_clips(len(candidates), num_clips, seed)]
     size = tuple(clips[0]["video"].shape[-2:])
     if size != tuple(image_size):
         raise ValueError(f"the episodes in {data} have {size} frames but the world expects {tuple(image_size)}; "
@@ -154,11 +178,12 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
              frames: int = 16, seed: int = 0, batch_size: int = 16, out: str | Path = "out/eval",
              skip: tuple[str, ...] = (), device: str | None = None, prompts: int = 16,
              hold_steps: int = HOLD_STEPS, fvd_precision: str = "bf16", maskgit_steps: int | None = None,
-             progress: bool = True) -> dict:
+             across_episode_ends: bool = False, progress: bool = True) -> dict:
     """Evaluate the world saved in `model` on `num_clips` clips of `frames` frames from the
     `split` episodes of `data` (None: every episode); write metrics.json, per_clip.json,
     report.md and the figures to `out`. `maskgit_steps`: MaskGIT iterations per generated frame
-    (None: the world's own), to measure what fewer steps cost.
+    (None: the world's own), to measure what fewer steps cost. `across_episode_ends`: let clips
+    run across the end of an episode (by default every clip stays within one).
 
     Returns the metrics dict (as written to metrics.json, non-finite floats as strings).
     """
@@ -171,7 +196,8 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
         check_sampling(maskgit_steps, None)
         world.dynamics.config = replace(world.dynamics.config, maskgit_steps=maskgit_steps)
         world.config = replace(world.config, dynamics=world.dynamics.config)
-    ds, clips = _load_clips(data, split, frames, num_clips, seed, world.image_size, world.config.frame_skip)
+    ds, clips = _load_clips(data, split, frames, num_clips, seed, world.image_size, world.config.frame_skip,
+                            across_episode_ends)
     from opengenie.data import read_manifest
 
     manifest = read_manifest(data)
@@ -201,6 +227,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     metrics["settings"] = {
         "model": str(model.resolve()), "data": str(data.resolve()), "split": split or "all",
         "num_clips": len(clips), "num_clips_requested": num_clips, "frames": frames,
+        "clips_across_episode_ends": across_episode_ends,
         "frame_skip": world.config.frame_skip,
         "image_size": list(world.image_size), "seed": seed, "rollout_seeds": f"{seed} + batch index",
         "batch_size": batch_size, "skip": list(skip), "device": str(device),

@@ -188,6 +188,8 @@ class DynamicsModule(GenieStage):
         itself stops this gradient): once the codes are placed, the dynamics model reads the ids
         through a straight-through one-hot whose gradient reaches the action encoder, so the codes
         learn what the dynamics model needs to know, not only what the action decoder does.
+    context_noise: corrupt up to this share of the dynamics model's unmasked context tokens with
+        random codes (`DynamicsModel.compute_loss`); 0 (Genie): clean context.
     init: start from a trained stage 2 (a stage-2 checkpoint or a world dir on the same tokenizer):
         its action model and dynamics, their configs and weights (the codebook warm-up, already
         done, is not repeated); preset and overrides are then not used. For training further on
@@ -198,9 +200,12 @@ class DynamicsModule(GenieStage):
                  genie_config: dict | None = None, lr: float = 3e-5, min_lr: float | None = 3e-6,
                  warmup_steps: int = 5_000, schedule: Schedule = "cosine", betas: tuple[float, float] = (0.9, 0.9),
                  weight_decay: float = 1e-4, grad_clip: float | None = 1.0, action_loss_weight: float = 1.0,
-                 action_grad: bool = False, init: str | None = None, compile: bool = False) -> None:
+                 action_grad: bool = False, context_noise: float = 0.0, init: str | None = None,
+                 compile: bool = False) -> None:
         super().__init__(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, schedule=schedule, betas=betas,
                          weight_decay=weight_decay, grad_clip=grad_clip, compile=compile)
+        if not 0.0 <= context_noise <= 1.0:
+            raise ValueError(f"model.context_noise must lie in [0, 1], got {context_noise}")
         frozen = load_tokenizer(tokenizer)
         start = _trained_stage2(init, frozen) if init is not None else None
         if start is not None and overrides and not genie_config:
@@ -281,7 +286,8 @@ class DynamicsModule(GenieStage):
         onehot = self.action_onehot(video) if self.hparams.action_grad and self.training else None
         actions = self.infer_actions(video) if onehot is None else onehot.argmax(-1)  # (B, T−1)
         lam = self.action_model(video)
-        dyn = self.dynamics.compute_loss(tokens, actions, generator=generator, action_onehot=onehot)
+        noise = self.hparams.context_noise if self.training else 0.0
+        dyn = self.dynamics.compute_loss(tokens, actions, generator=generator, action_onehot=onehot, context_noise=noise)
         loss = dyn.loss + self.hparams.action_loss_weight * lam.loss
         logs = {"loss": loss, "dynamics/cross_entropy": dyn.loss, "dynamics/accuracy": dyn.accuracy,
                 "dynamics/mask_rate": dyn.mask_rate, "action/loss": lam.loss, "action/recon": lam.parts.recon,
