@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from opengenie import Genie
-from opengenie.cli import _key_presses, _rollout  # the rollout `opengenie generate` writes
+from opengenie.cli_world import key_presses, play_frames  # the rollout `opengenie generate` writes
 from opengenie.evaluation.motion import camera_shift, max_shift_for
 
 ARROW = {"ArrowRight": ("→", "dx", 1), "ArrowLeft": ("←", "dx", -1), "ArrowUp": ("↑", "dy", -1)}
@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     world = Genie.from_pretrained(args.model).eval()
-    keys = _key_presses(args.keys)
+    keys = key_presses(args.keys)
     actions = [world.config.arrow_keys[k] for k in keys]
     runs = [(key, len(list(group))) for key, group in groupby(keys)]
     reach = max_shift_for(world.config.frame_skip, world.image_size[0])
@@ -43,7 +43,7 @@ def main() -> None:
     print("| frame | " + " | ".join(f"{ARROW[k][0]}×{n}" for k, n in runs) + " |")
     print("|---" * (len(runs) + 1) + "|")
     for path in names:
-        frames = _rollout(world, str(path), actions, None, None, args.seed)[-len(actions) - 1:]  # (1 + n, H, W, 3)
+        frames = play_frames(world, str(path), actions, None, None, args.seed)[-len(actions) - 1:]  # (1 + n, H, W, 3)
         x = torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float() / 127.5 - 1
         shift = camera_shift(x[:-1], x[1:], reach)
         cells, step = [], 0

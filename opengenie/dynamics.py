@@ -12,7 +12,6 @@ essential on CoinRun, and it follows its actions far better in `bench/action_con
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 

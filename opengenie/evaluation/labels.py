@@ -10,7 +10,6 @@ The labels are measurements, not promises: they come from the camera motion of r
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 

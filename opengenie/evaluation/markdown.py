@@ -40,8 +40,8 @@ def verdict_lines(m: dict) -> list[str]:
     n = v["generated_frames"]
     lines = []
     if len(v["inferred_beats_copy_at"]) == n:
-        lines.append(f"- **The world beats copying the prompt** at every generated frame (PSNR with inferred "
-                     f"actions, 95 % interval of the difference above 0).")
+        lines.append("- **The world beats copying the prompt** at every generated frame (PSNR with inferred "
+                     "actions, 95 % interval of the difference above 0).")
     elif v["inferred_beats_copy_at"]:
         lines.append(f"- The world beats copying the prompt at frames {_frames(v['inferred_beats_copy_at'])} "
                      f"of 1..{n}" + (f"; it loses at {_frames(v['inferred_loses_to_copy_at'])}." if v["inferred_loses_to_copy_at"] else "."))

@@ -79,7 +79,7 @@ class RunSummary(Callback):
         if ckpt is not None and ckpt.dirpath and os.path.isdir(ckpt.dirpath):
             names = sorted(p.name for p in Path(ckpt.dirpath).glob("*.ckpt"))
             lines.append(f"  checkpoints: {ckpt.dirpath} ({', '.join(names)})")
-            lines.append(f"  resume or extend with --ckpt_path last (and a larger --trainer.max_steps)")
+            lines.append("  resume or extend with --ckpt_path last (and a larger --trainer.max_steps)")
         if self.curves is not None:
             lines.append(f"  learning curves: {self.curves}")
         return "\n".join(lines)
