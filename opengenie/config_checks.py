@@ -8,6 +8,7 @@ import dataclasses
 import math
 import types
 import typing
+from numbers import Integral, Real
 from typing import Any, Literal
 
 # Generous but finite bounds: a config past them is a typo (2**20 for 2**10), not a model, and
@@ -16,6 +17,16 @@ MAX_DIM, MAX_DEPTH, MAX_HEADS, MAX_SIDE, MAX_FRAMES = 16384, 256, 256, 4096, 409
 MAX_CODES, MAX_CODE_DIM, MAX_STEPS = 2**20, 4096, 10_000
 MAX_TEMPERATURE = 100.0  # MaskGIT sampling temperature; far past it every draw is uniform noise
 MAX_PARAMS = 20 * 10**9  # about 80 GB of fp32 weights per model
+
+
+def is_int(value) -> bool:
+    """An integer (Python or NumPy), and not a bool: True and False are ints to Python, never ids."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """A real number (Python or NumPy), and not a bool."""
+    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -56,7 +67,7 @@ def _matches(value: Any, kind: Any) -> bool:
     if kind is bool:
         return isinstance(value, bool)
     if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, int) and is_int(value)  # a config holds Python ints, never NumPy's
     if kind is float:  # an int is a fine float; NaN and inf never are
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is str:

@@ -184,8 +184,8 @@ class Rollout:
 
     def _action(self, action: torch.Tensor | int) -> torch.Tensor:
         """`action` checked: (B,) int64 ids of this world's latent actions (an int for B = 1)."""
-        if isinstance(action, int) and not isinstance(action, bool):
-            action = torch.tensor([action])
+        if is_int(action):
+            action = torch.tensor([int(action)])
         if not isinstance(action, torch.Tensor) or action.dim() != 1 or action.shape[0] != self.batch_size:
             raise ValueError(f"expected one action per rollout row, (B,) = ({self.batch_size},) int64, "
                              f"got {tuple(action.shape) if isinstance(action, torch.Tensor) else type(action).__name__}")

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 import torch
 
-def is_int(value) -> bool:
-    """An integer (Python or NumPy), and not a bool: True and False are ints to Python, never ids."""
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def is_number(value) -> bool:
-    """A real number (Python or NumPy), and not a bool."""
-    return isinstance(value, Real) and not isinstance(value, bool)
+from opengenie.config_checks import is_int, is_number  # noqa: F401 -- the checks of plain numbers, torch-free
 
 
 # Inputs are expected in [-1, 1]. Small overshoot (e.g. Gaussian test noise) is tolerated;
