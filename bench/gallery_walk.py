@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from opengenie import Genie
-from opengenie.cli_world import key_presses, play_frames  # the rollout `opengenie generate` writes
+from opengenie.cli_args import key_presses
+from opengenie.cli_world import play_frames  # the rollout `opengenie generate` writes
 from opengenie.evaluation.motion import camera_shift, max_shift_for
 
 ARROW = {"ArrowRight": ("→", "dx", 1), "ArrowLeft": ("←", "dx", -1), "ArrowUp": ("↑", "dy", -1)}

@@ -127,7 +127,8 @@ def _actions(config: dict, metrics: dict | None, measured: dict | None) -> list[
 
 def _evaluation(m: dict) -> list[str]:
     s, videos, fvd, ctl = m["settings"], m["videos"], m.get("fvd"), m["controllability"]
-    lines = [f"`opengenie eval --data {s['data']} --split {s['split']}` ({s['num_clips']} clips of {s['frames']} "
+    across = " --across-episode-ends" if s.get("clips_across_episode_ends", True) else ""  # older files: across
+    lines = [f"`opengenie eval --data {s['data']} --split {s['split']}{across}` ({s['num_clips']} clips of {s['frames']} "
              "frames; bootstrap 95 % intervals):", "",
              "| | " + " | ".join(name for _, name in VIDEOS) + " |", "|---|" + "---|" * len(VIDEOS),
              f"| PSNR frames 1–{s['frames'] - 1} (dB) | " + " | ".join(_ci(videos[k]["psnr"]) for k, _ in VIDEOS) + " |"]

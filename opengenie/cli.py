@@ -9,7 +9,8 @@ import argparse
 import sys
 
 from opengenie.cli_args import NONNEGATIVE, POSITIVE, SEED, bounded, has_episodes
-from opengenie.cli_world import _add_agent, _add_eval, _add_gallery, _add_generate, _add_play
+from opengenie.cli_world import SECTIONS as WORLD_SECTIONS
+
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train a tiny tokenizer on CoinRun; write held-out reconstructions")
@@ -222,8 +223,7 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
 
 
 # Sub-commands, in the order `opengenie --help` lists them.
-_SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add_export, _add_label, _add_gallery,
-             _add_eval, _add_generate, _add_play, _add_agent]
+_SECTIONS = [_add_demo, _add_weights, _add_data, _add_train, _add_tokenize, _add_export, _add_label, *WORLD_SECTIONS]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -307,3 +307,7 @@ def _add_agent(sub: argparse._SubParsersAction) -> None:
                 json.dump(result, f, indent=1)
 
     p.set_defaults(func=run)
+
+
+# In the order `opengenie --help` lists them, after cli.py's own.
+SECTIONS = [_add_gallery, _add_eval, _add_generate, _add_play, _add_agent]

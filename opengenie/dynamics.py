@@ -164,6 +164,8 @@ class DynamicsModel(nn.Module):
         mask = draws < rate[:, None, None, None]
         mask[:, 0] = False  # the prompt frame is always given
         inputs = tokens.masked_fill(mask, self.mask_id)
+        if not 0.0 <= context_noise <= 1.0:
+            raise ValueError(f"context_noise must lie in [0, 1], got {context_noise}")
         if context_noise > 0:
             inputs = self._corrupt(inputs, mask, context_noise, generator)
         if action_onehot is None:
@@ -178,8 +180,6 @@ class DynamicsModel(nn.Module):
     def _corrupt(self, inputs: torch.Tensor, mask: torch.Tensor, noise: float,
                  generator: torch.Generator | None) -> torch.Tensor:
         """Replace a share ~ U(0, noise) per example of the unmasked tokens of frames 2..T with random codes."""
-        if not 0.0 < noise <= 1.0:
-            raise ValueError(f"context_noise must lie in [0, 1], got {noise}")
         b = inputs.shape[0]
         rate = torch.rand(b, generator=generator, device=inputs.device) * noise  # (B,)
         hit = torch.rand(inputs.shape, generator=generator, device=inputs.device) < rate[:, None, None, None]

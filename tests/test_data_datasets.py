@@ -116,7 +116,7 @@ def test_split_of_is_stable():
 
 
 def test_episode_clip_starts_never_cross_an_episode_end():
-    """Clips are cut back to back from the first frame of each episode a file holds."""
+    """Clips are cut back to back inside each episode a file holds, from a seeded offset into its spare frames."""
     from opengenie.data.clips import episode_clip_starts
 
     dones = np.zeros(30, bool)
@@ -129,3 +129,15 @@ def test_episode_clip_starts_never_cross_an_episode_end():
     assert all(o[:2] == (0, 5) and o[2] in (13, 14, 15) and o[3] == o[2] + 5 and o[4] == o[2] + 10 for o in offsets)
     with pytest.raises(ValueError, match="span"):
         episode_clip_starts(dones, 30, 0)
+
+
+@pytest.mark.parametrize("stride", [1, 4, None])
+def test_index_of_inverts_locate(tmp_path, stride):
+    """index_of(episode, start) finds the item `locate` places there; a start no clip has is refused."""
+    ds = EpisodeClipDataset(_make_folder(tmp_path / "d"), seq_len=4, frame_skip=2, stride=stride)
+    for i in range(len(ds)):
+        assert ds.index_of(*ds.locate(i)) == i
+    e, start = ds.locate(len(ds) - 1)
+    with pytest.raises(ValueError, match="no clip"):
+        ds.index_of(e, start + ds.stride)
+    assert ds.dones(0) is None  # these files record no episode ends

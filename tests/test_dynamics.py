@@ -128,5 +128,6 @@ def test_context_noise_corrupts_only_given_tokens_after_the_prompt():
     share = changed.sum() / (~masked[:, 1:]).sum()
     assert 0.1 < share.item() < 0.4  # ~ U(0, 0.5) per example, less the draws of the same code
     assert clean.loss.isfinite()
-    with pytest.raises(ValueError, match="context_noise"):
-        model.compute_loss(tokens, actions, context_noise=1.5)
+    for bad in (1.5, -0.3):
+        with pytest.raises(ValueError, match="context_noise"):
+            model.compute_loss(tokens, actions, context_noise=bad)

@@ -144,7 +144,7 @@ def test_clips_stay_within_one_episode(tmp_path):
     _, within = _load_clips(tmp_path, None, 4, 50, 0, (16, 16), frame_skip=2)
     starts = sorted(int(c["start"]) for c in within)  # clips of 7 frames: 1, 2 and 2 of them
     assert len(starts) == 5 and starts[0] == 0 and 7 <= starts[1] and starts[2] == starts[1] + 7 <= 19
-    assert starts[3] in (26,) and starts[4] == 33  # 14 frames: no frame to spare
+    assert starts[3] == 26 and starts[4] == 33  # 14 frames: no frame to spare
     for clip in within:  # the pixels say which frames a clip holds
         shown = ((clip["video"][0, :, 0, 0] + 1) * 127.5).round().long().tolist()
         assert not any(dones[shown[0]:shown[-1]])

@@ -363,6 +363,22 @@ def test_cotraining_sends_the_dynamics_loss_to_the_action_model(tokenizer_run):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
+def test_context_noise_changes_training_steps_only(tokenizer_run):
+    """model.context_noise corrupts the context of training steps; validation reads clean tokens."""
+    clean, noisy = _tiny_stage2(tokenizer_run), _tiny_stage2(tokenizer_run, context_noise=1.0)
+    again = _tiny_stage2(tokenizer_run)  # the control: a training step repeats exactly without noise
+    ce = {}
+    for mode in ("train", "eval"):
+        for name, stage in (("clean", clean), ("noisy", noisy), ("again", again)):
+            getattr(stage, mode)()
+            with torch.no_grad():
+                ce[mode, name] = float(_clip_loss(stage, 8).logs["dynamics/cross_entropy"])
+    assert ce["eval", "clean"] == ce["eval", "noisy"]
+    assert ce["train", "clean"] == ce["train", "again"] != ce["train", "noisy"]
+    with pytest.raises(ValueError, match="context_noise"):
+        _tiny_stage2(tokenizer_run, context_noise=2.0)
+
+
 def test_compile_reaches_every_transformer_a_step_calls(tokenizer_run):
     """`compile: true` compiles the ST blocks of the trained networks, which stage 2's loss
     calls (compiling `forward` alone missed the dynamics model: its loss does not go through

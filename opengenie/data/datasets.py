@@ -67,6 +67,17 @@ class _ClipIndex(Dataset):
         return e, offset + j * self.stride
 
 
+    def index_of(self, episode: int, start: int) -> int:
+        """(episode, start frame) -> item index, the inverse of `locate` for a start this epoch holds."""
+        offset = clip_offset(self.lengths[episode], self.span, self.stride, self.seed, self.epoch, episode)
+        j, rest = divmod(start - offset, self.stride)
+        first = int(self._ends[episode - 1]) if episode else 0
+        if rest or not 0 <= j < int(self._ends[episode]) - first:
+            raise ValueError(f"episode {episode} holds no clip starting at frame {start} "
+                             f"(stride {self.stride}, offset {offset})")
+        return first + j
+
+
 class EpisodeClipDataset(_ClipIndex):
     """Clips from a folder of episode `.npz` files (see `episodes.py`), read per clip.
 
@@ -129,6 +140,11 @@ class EpisodeClipDataset(_ClipIndex):
                 )
             self._files[e] = ep
         return self._files[e]
+
+    def dones(self, episode: int) -> np.ndarray | None:
+        """The episode file's `dones` (a new episode of its level begins after each True), or None."""
+        ep = self._file(episode)
+        return ep.read("dones") if ep.has("dones") else None
 
     def __getitem__(self, index: int) -> dict:
         e, start = self.locate(index)

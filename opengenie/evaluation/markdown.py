@@ -189,11 +189,8 @@ def markdown(m: dict) -> str:
 
 
 def _clip_rule(s: dict) -> str:
-    """Whether a clip may cross an episode's end (older metrics.json files do not say)."""
-    across = s.get("clips_across_episode_ends")
-    if across is None:
-        return ""
-    if across:
+    """Whether a clip may cross an episode's end (older metrics.json files, which do not say, did)."""
+    if s.get("clips_across_episode_ends", True):
         return "Clips are cut across episode ends (a coin or a death restarts the level mid-clip). "
     return "Every clip lies within one episode: none crosses a coin or a death that restarts the level. "
 

@@ -77,20 +77,15 @@ def _check_actions(paths: list[Path], num_actions: int | None) -> None:
 
 
 def _episode_clips(ds, seed: int) -> list[int]:
-    """Dataset indices (of a stride-1 `ds`) of back-to-back clips, none across an episode's end,
-    at offsets drawn with `seed`."""
+    """Dataset indices of back-to-back clips, none across an episode's end, at offsets into each
+    episode's spare frames drawn with `seed` and the file's place in the split (`ds`: stride 1,
+    so that every start is an item)."""
     import numpy as np
 
     from opengenie.data.clips import episode_clip_starts
 
-    index, base = [], 0
-    for e, length in enumerate(ds.lengths):
-        ep = ds._file(e)
-        dones = ep.read("dones") if ep.has("dones") else None
-        rng = np.random.default_rng([seed, e])
-        index.extend(base + s for s in episode_clip_starts(dones, length, ds.span, rng))
-        base = int(ds._ends[e])
-    return index
+    return [ds.index_of(e, start) for e, length in enumerate(ds.lengths)
+            for start in episode_clip_starts(ds.dones(e), length, ds.span, np.random.default_rng([seed, e]))]
 
 
 def _load_clips(data: Path, split: str | None, frames: int, num_clips: int, seed: int, image_size,
