@@ -190,12 +190,16 @@ def _stage(ckpt: Path, name: str) -> tuple[str, dict, str | None]:
     import yaml
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    line = f"{name} {state['global_step']:,} steps" if "global_step" in state else name
-    configs, data, init = _run_configs(ckpt), {}, None
+    configs, data, init, args = _run_configs(ckpt), {}, None, {}
     if configs:
         saved = yaml.safe_load(configs[-1].read_text()) or {}
         data = saved.get("data") or {}
-        init = ((saved.get("model") or {}).get("init_args") or {}).get("init")
+        args = (saved.get("model") or {}).get("init_args") or {}
+        init = args.get("init")
+    if args.get("train_part") == "decoder":
+        name += " decoder (encoder and codebook frozen)"
+    line = f"{name} {state['global_step']:,} steps" if "global_step" in state else name
+    if configs:
         # LightningCLI writes config.yaml as a run starts and the checkpoint as it ends.
         minutes = (ckpt.stat().st_mtime - configs[0].stat().st_mtime) / 60
         if minutes > 0:
@@ -224,16 +228,24 @@ def provenance_from_checkpoints(dynamics: str | Path, tokenizer: str | Path | No
     Lightning checkpoint its step count; from the config.yaml LightningCLI saved beside it the
     data folder (whose manifest.json names source and policy), clip shape and wall-clock time.
     The machine is not recorded by a run, so it stays out of the card unless given."""
-    parts, data = [], {}
-    for path, name in ((tokenizer, "tokenizer"), (dynamics, "stage 2 (action model + dynamics)")):
-        if path is not None and Path(path).is_file():
-            line, run_data, init = _stage(Path(path), name)
-            if init and (before := _world_training(Path(init))):
-                # Trained further from a saved world: its card tells how that world was made.
-                line = f"{before}; then trained further: {line}"
-            parts.append(line)
-            data = run_data or data  # stage 2's data is the world's
-    out = {"training": "; ".join(parts)} if parts else {}
+    runs = [(name, *_stage(Path(path), name)) for path, name in
+            ((tokenizer, "tokenizer"), (dynamics, "stage 2 (action model + dynamics)"))
+            if path is not None and Path(path).is_file()]  # (name, line, data section, init)
+    if not runs:
+        return {}
+    data = next((run_data for *_, run_data, _ in reversed(runs) if run_data), {})  # stage 2's data is the world's
+    fresh, befores, further = [], [], []
+    for name, line, run_data, init in runs:
+        if run_data.get("data") and run_data["data"] != data.get("data"):
+            line += f" on `{run_data['data']}`"  # e.g. a tokenizer trained on other clips than stage 2
+        if init and (before := _world_training(Path(init))):
+            # Trained further from a saved world: its card tells how that world was made, once
+            # when both stages started from the same world.
+            befores += [before] if before not in befores else []
+            further.append(line)
+        else:
+            fresh.append(line)
+    out = {"training": "; ".join(fresh + befores) + (f"; then trained further: {'; '.join(further)}" if further else "")}
     folder = data.get("data")
     if folder and (Path(folder) / "manifest.json").is_file():
         out["data"] = data_line(json.loads((Path(folder) / "manifest.json").read_text()), str(folder))
