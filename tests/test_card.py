@@ -173,3 +173,10 @@ def test_export_writes_the_card(tmp_path):
          stage="dynamics")
     further = provenance_from_checkpoints(tmp_path / "more" / "ckpt" / "last.ckpt")
     assert further["training"].startswith(f"{known['training']}; then trained further: stage 2 (action model + dynamics) 2 steps")
+    # Its decoder trained further from the same world too: the world's runs are told once, then both new ones.
+    main(args("tokenizer/tiny.yaml", tmp_path / "dec", "--model.init_args.init", str(tmp_path / "w"),
+              "--model.init_args.train_part", "decoder", "--model.init_args.warmup_steps", "1"), stage="tokenizer")
+    both = provenance_from_checkpoints(tmp_path / "more" / "ckpt" / "last.ckpt", tmp_path / "dec" / "ckpt" / "last.ckpt")
+    head, tail = both["training"].split("; then trained further: ")
+    assert head == known["training"] and both["training"].count(known["training"]) == 1
+    assert tail.startswith("tokenizer decoder (encoder and codebook frozen) 2 steps") and "; stage 2 (action model" in tail
