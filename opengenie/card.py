@@ -189,24 +189,22 @@ def _stage(ckpt: Path, name: str) -> tuple[str, dict, str | None]:
     import torch  # only here: the rest of the card needs no torch
     import yaml
 
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    configs, data, init, args = _run_configs(ckpt), {}, None, {}
-    if configs:
-        saved = yaml.safe_load(configs[-1].read_text()) or {}
-        data = saved.get("data") or {}
-        args = (saved.get("model") or {}).get("init_args") or {}
-        init = args.get("init")
+    configs = _run_configs(ckpt)
+    saved = (yaml.safe_load(configs[-1].read_text()) or {}) if configs else {}
+    data = saved.get("data") or {}
+    args = (saved.get("model") or {}).get("init_args") or {}
     if args.get("train_part") == "decoder":
         name += " decoder (encoder and codebook frozen)"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     line = f"{name} {state['global_step']:,} steps" if "global_step" in state else name
     if configs:
         # LightningCLI writes config.yaml as a run starts and the checkpoint as it ends.
         minutes = (ckpt.stat().st_mtime - configs[0].stat().st_mtime) / 60
         if minutes > 0:
             line += f" in {minutes:,.0f} min" + (" (first start to last checkpoint)" if len(configs) > 1 else "")
-        if data.get("batch_size") and data.get("seq_len"):
-            line += f" of {data['batch_size']} × {data['seq_len']} frames"
-    return line, data, init
+    if data.get("batch_size") and data.get("seq_len"):
+        line += f" of {data['batch_size']} × {data['seq_len']} frames"
+    return line, data, args.get("init")
 
 
 def _provenance_rows(text: str) -> dict:

@@ -67,7 +67,7 @@ def _matches(value: Any, kind: Any) -> bool:
     if kind is bool:
         return isinstance(value, bool)
     if kind is int:
-        return isinstance(value, int) and is_int(value)  # a config holds Python ints, never NumPy's
+        return isinstance(value, int) and is_int(value)  # is_int alone would also take NumPy's ints
     if kind is float:  # an int is a fine float; NaN and inf never are
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is str:

@@ -66,7 +66,6 @@ class _ClipIndex(Dataset):
         offset = clip_offset(self.lengths[e], self.span, self.stride, self.seed, self.epoch, e)
         return e, offset + j * self.stride
 
-
     def index_of(self, episode: int, start: int) -> int:
         """(episode, start frame) -> item index, the inverse of `locate` for a start this epoch holds."""
         offset = clip_offset(self.lengths[episode], self.span, self.stride, self.seed, self.epoch, episode)

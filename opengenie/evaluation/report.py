@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from opengenie.engine import check_sampling
@@ -80,8 +81,6 @@ def _episode_clips(ds, seed: int) -> list[int]:
     """Dataset indices of back-to-back clips, none across an episode's end, at offsets into each
     episode's spare frames drawn with `seed` and the file's place in the split (`ds`: stride 1,
     so that every start is an item)."""
-    import numpy as np
-
     from opengenie.data.clips import episode_clip_starts
 
     return [ds.index_of(e, start) for e, length in enumerate(ds.lengths)
