@@ -41,6 +41,8 @@ def model_line(config: dict, parameters: int | None = None, dtype: str | None = 
     t, a, d = config["tokenizer"], config["action"], config["dynamics"]
     tok = (f"{t['kind']} tokenizer {t['depth']}+{t['decoder_depth']} × {t['dim']}, patch {t['patch_size']}, "
            f"{t['codebook_size']} codes")
+    if t.get("pixel_head_channels"):
+        tok += f", pixel head {t.get('pixel_head_blocks', 2)} × {t['pixel_head_channels']}"
     act = (f"latent action model {a['depth']}+{a['decoder_depth']} × {a['dim']}, {d['num_actions']} actions, "
            f"{a.get('encoder', 'pairs')} encoder, decoder context {a.get('decoder_context', 'clip')}")
     conditioning = "one action token per frame" if d.get("action_conditioning") == "token" else "additive actions"
@@ -194,7 +196,9 @@ def _stage(ckpt: Path, name: str) -> tuple[str, dict, str | None]:
     data = saved.get("data") or {}
     args = (saved.get("model") or {}).get("init_args") or {}
     if args.get("train_part") == "decoder":
-        name += " decoder (encoder and codebook frozen)"
+        head = ((args.get("overrides") or {}).get("tokenizer") or {}).get("pixel_head_channels")
+        name += (" decoder" + (f" with a new pixel head of {head} channels" if head else "")
+                 + " (encoder and codebook frozen)")
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     line = f"{name} {state['global_step']:,} steps" if "global_step" in state else name
     if configs:

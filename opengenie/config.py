@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from opengenie.config_checks import (
-    MAX_CODE_DIM, MAX_CODES, MAX_DIM, MAX_FRAMES, MAX_SIDE, MAX_STEPS, MAX_TEMPERATURE,
+    MAX_CODE_DIM, MAX_CODES, MAX_DEPTH, MAX_DIM, MAX_FRAMES, MAX_SIDE, MAX_STEPS, MAX_TEMPERATURE,
     _check, _check_fields, _check_grid, _check_heads, _check_image, _check_range, _check_stack, _tuplify,
 )
 
@@ -46,6 +46,11 @@ class TokenizerConfig:
     """Encoder layers (ST blocks)."""
     decoder_depth: int = 8
     """Decoder layers (ST blocks)."""
+    pixel_head_channels: int = 0
+    """Width of a convolutional head that redraws the decoder's patches at full resolution,
+    across patch edges (`opengenie.nn.patch.PixelHead`); 0: none, the paper's linear patches."""
+    pixel_head_blocks: int = 2
+    """Residual blocks (two 3×3 convolutions each) of that head."""
     heads: int = 8
     """Attention heads."""
     mlp_ratio: float = 4.0
@@ -106,6 +111,10 @@ class TokenizerConfig:
         else:
             _check(self.enc_desc is not None and self.dec_desc is not None,
                    "a magvit2 tokenizer needs enc_desc and dec_desc blueprints")
+        _check_range("tokenizer: pixel_head_channels", self.pixel_head_channels, 0, MAX_DIM)
+        _check_range("tokenizer: pixel_head_blocks", self.pixel_head_blocks, 0, MAX_DEPTH)
+        _check(self.kind == "st-vivit" or self.pixel_head_channels == 0,
+               "tokenizer: pixel_head_channels is for the st-vivit tokenizer (magvit2 decodes with convolutions)")
         _check_range("tokenizer: codebook_size", self.codebook_size, 2, MAX_CODES)
         _check_range("tokenizer: code_dim", self.code_dim, 1, MAX_CODE_DIM)
         _check_range("tokenizer: n_codebook", self.n_codebook, 1, self.code_dim)

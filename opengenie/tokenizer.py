@@ -28,7 +28,7 @@ from opengenie.config import TokenizerConfig
 from opengenie.nn.attention import KVCache
 from opengenie.nn.checks import check_video
 from opengenie.nn.losses import TokenizerCriterion
-from opengenie.nn.patch import PatchEmbed, Unpatchify
+from opengenie.nn.patch import PatchEmbed, PixelHead, Unpatchify
 from opengenie.nn.quantize import Quantized, VectorQuantizer
 from opengenie.nn.st_transformer import STTransformer
 
@@ -80,6 +80,17 @@ def criterion_for(config: TokenizerConfig) -> TokenizerCriterion | None:
                               gan_frames_per_batch=config.gan_frames_per_batch)
 
 
+# Fields that only shape how ids are drawn back into frames: a tokenizer that differs from
+# another only in these gives the same ids (`same_tokens`), so a decoder can grow a head later.
+DECODER_FIELDS = ("pixel_head_channels", "pixel_head_blocks")
+
+
+def same_tokens(a: TokenizerConfig, b: TokenizerConfig) -> bool:
+    """Whether two tokenizer configs build the same token side (all but DECODER_FIELDS equal)."""
+    plain = dict.fromkeys(DECODER_FIELDS, 0)
+    return replace(a, **plain) == replace(b, **plain)
+
+
 def config_from_seed(**kwargs: Any) -> TokenizerConfig:
     """A TokenizerConfig from the seed README's keywords (enc_desc, dec_desc, d_codebook, ...)."""
     fields = _seed_fields(kwargs)
@@ -98,7 +109,7 @@ class VideoTokenizer(nn.Module):
     """
 
     # The modules that decide a clip's token ids; the rest (from_code, decoder_pos, decoder,
-    # unpatch) only turn ids back into frames, so a decoder trained further keeps every id.
+    # unpatch, pixel_head) only turn ids back into frames, so a decoder trained further keeps every id.
     TOKEN_SIDE = ("embed", "encoder", "to_code", "quantizer")
 
     def __init__(self, config: TokenizerConfig | None = None, **seed_kwargs: Any) -> None:
@@ -120,6 +131,8 @@ class VideoTokenizer(nn.Module):
             self.decoder_pos = nn.Parameter(torch.randn(c.grid[0] * c.grid[1], c.dim) * 0.02)  # (N, D)
             self.decoder = STTransformer(c.dim, c.decoder_depth, c.heads, mlp_ratio=c.mlp_ratio)
             self.unpatch = Unpatchify(c.dim, c.in_channels, c.patch_size, c.grid)
+            self.pixel_head = (PixelHead(c.dim, c.in_channels, c.patch_size, c.grid, c.pixel_head_channels,
+                                         c.pixel_head_blocks) if c.pixel_head_channels else None)
         else:
             self._build_magvit2(c)
 
@@ -172,7 +185,9 @@ class VideoTokenizer(nn.Module):
         if codes.dim() != 5 or codes.shape[1] != self.config.code_dim:
             raise ValueError(f"expected codes (B, {self.config.code_dim}, T, H', W'), got {tuple(codes.shape)}")
         x = self.from_code(rearrange(codes, "b d t h w -> b t (h w) d")) + self.decoder_pos  # (B, T, N, D)
-        return self.unpatch(self.decoder(x, cache=cache))
+        tokens = self.decoder(x, cache=cache)
+        patches = self.unpatch(tokens)
+        return patches if self.pixel_head is None else self.pixel_head(tokens, patches)
 
     def decode_ids(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """ids (B, T', H', W') int64 → video (B, C, T, H, W)."""

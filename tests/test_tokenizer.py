@@ -1,9 +1,12 @@
 """Properties of the ST-ViViT video tokenizer."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from opengenie import VideoTokenizer, presets
+from opengenie.tokenizer import same_tokens
 from opengenie.nn.attention import KVCache
 
 
@@ -102,3 +105,62 @@ def test_nan_input_raises():
     video[0, 0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="values in"):
         tok(video)
+
+
+def _with_head(tokenizer: VideoTokenizer, channels: int = 8, blocks: int = 1) -> VideoTokenizer:
+    """`tokenizer` with a pixel head grown on its decoder, its other weights copied."""
+    grown = VideoTokenizer(replace(tokenizer.config, pixel_head_channels=channels, pixel_head_blocks=blocks)).eval()
+    missing, unexpected = grown.load_state_dict(tokenizer.state_dict(), strict=False)
+    assert missing and all(k.startswith("pixel_head.") for k in missing) and not unexpected
+    return grown
+
+
+def test_pixel_head_starts_as_its_decoder_and_then_draws_across_patches(tiny):
+    """A head grown on a decoder gives the same frames and ids at first; once trained a step, it
+    changes the frames, and a pixel's change reaches past its own patch (3×3 convolutions)."""
+    grown = _with_head(tiny)
+    video = torch.rand(1, 3, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(grown.tokenize(video)[1], tiny.tokenize(video)[1])
+        assert torch.allclose(grown.reconstruct(video), tiny.reconstruct(video), atol=1e-6)
+    assert same_tokens(grown.config, tiny.config)
+    assert not same_tokens(replace(tiny.config, codebook_size=128), tiny.config)
+    opt = torch.optim.SGD(grown.pixel_head.parameters(), lr=1.0)
+    grown.train()
+    grown(video)[0].backward()
+    opt.step()
+    grown.eval()
+    with torch.no_grad():
+        assert not torch.allclose(grown.reconstruct(video), tiny.reconstruct(video), atol=1e-4)
+        ids = grown.tokenize(video)[1]
+        codes = grown.quantizer.embed(ids).movedim(-1, 1)  # (B, D, T, H', W')
+        tokens = grown.decoder(grown.from_code(codes.flatten(3).permute(0, 2, 3, 1)) + grown.decoder_pos)
+        patches = grown.unpatch(tokens)
+        nudged = patches.clone()
+        nudged[..., 8, 8] += 1.0  # one pixel at the corner of patch (1, 1)
+        moved = (grown.pixel_head(tokens, nudged) - grown.pixel_head(tokens, patches))[0, :, 0].abs().sum(0)
+    assert moved[7, 7] > 0 and moved[:8, :8].sum() > 0  # the neighbouring patch (0, 0) changed
+
+
+def test_pixel_head_decodes_causally_through_a_cache(tiny):
+    """The head works frame by frame: cached decoding still equals decoding the whole clip."""
+    grown = _with_head(tiny)
+    torch.nn.init.normal_(grown.pixel_head.out[-1].weight, std=0.1)
+    video = torch.rand(1, 3, 4, 64, 64) * 2 - 1
+    with torch.no_grad():
+        ids = grown.tokenize(video)[1]
+        full = grown.decode_ids(ids)
+        cache = KVCache()
+        cache.write = True
+        parts = [grown.decode_ids(ids[:, :2], cache)] + [grown.decode_ids(ids[:, t:t + 1], cache) for t in (2, 3)]
+    assert torch.allclose(torch.cat(parts, dim=2), full, atol=1e-4)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"pixel_head_channels": -1}, "pixel_head_channels must be"),
+    ({"pixel_head_blocks": -2}, "pixel_head_blocks must be"),
+    ({"pixel_head_channels": 8.5}, "pixel_head_channels"),
+])
+def test_pixel_head_config_is_checked(fields, message):
+    with pytest.raises(ValueError, match=message):
+        replace(presets.tiny().tokenizer, **fields)

@@ -149,6 +149,34 @@ def test_decoder_trained_further_keeps_the_tokens_and_exports(coinrun, tokenizer
         assert torch.equal(genie.tokenizer.tokenize(video)[1], Genie.from_pretrained(old).tokenizer.tokenize(video)[1])
 
 
+def test_pixel_head_grown_on_a_trained_decoder_exports_into_the_world(coinrun, tokenizer_run, dynamics_run, tmp_path):
+    """`model.overrides` may add a pixel head to a trained tokenizer (`model.init`): it trains with
+    the decoder, the ids stay, and the world exported with it decodes through the head. Any other
+    override is refused: it would change what the trained weights mean."""
+    first = tokenizer_run / "ckpt" / "last.ckpt"
+    main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "head", 2, "--model.init_args.init", str(first),
+               "--model.init_args.train_part", "decoder", "--model.init_args.warmup_steps", "1",
+               "--model.init_args.overrides", '{"tokenizer": {"pixel_head_channels": 8, "pixel_head_blocks": 1}}'),
+         stage="tokenizer")
+    after = torch.load(tmp_path / "head" / "ckpt" / "last.ckpt", weights_only=True)
+    assert after["hyper_parameters"]["genie_config"]["tokenizer"]["pixel_head_channels"] == 8
+    assert after["state_dict"]["tokenizer.pixel_head.out.2.weight"].abs().sum() > 0  # trained away from zero
+
+    world = Genie.from_pretrained(export(dynamics_run / "ckpt" / "last.ckpt", tmp_path / "world",
+                                         tokenizer=tmp_path / "head" / "ckpt" / "last.ckpt"))
+    plain = Genie.from_pretrained(export(dynamics_run / "ckpt" / "last.ckpt", tmp_path / "plain"))
+    assert world.tokenizer.pixel_head is not None and plain.tokenizer.pixel_head is None
+    video = torch.from_numpy(np.load(next(Path(coinrun).glob("**/*.npz")))["frames"][:SEQ]).permute(3, 0, 1, 2)
+    video = (video.float() / 127.5 - 1)[None]
+    with torch.no_grad():
+        ids = world.tokenizer.tokenize(video)[1]
+        assert torch.equal(ids, plain.tokenizer.tokenize(video)[1])
+        assert not torch.allclose(world.tokenizer.decode_ids(ids), plain.tokenizer.decode_ids(ids), atol=1e-4)
+    for overrides in ({"tokenizer": {"codebook_size": 64}}, {"dynamics": {"depth": 1}}):
+        with pytest.raises(ValueError, match="may only add a decoder head"):
+            TokenizerModule(init=str(first), overrides=overrides)
+
+
 def test_stage2_trained_further_starts_from_the_given_world(coinrun, tokenizer_run, dynamics_run, tmp_path):
     """`model.init` starts stage 2 from a trained one (checkpoint or world dir): the same configs and
     weights, on longer clips than it was trained on; refused on another tokenizer or with overrides."""

@@ -52,3 +52,37 @@ class Unpatchify(nn.Module):
         pixels = self.proj(tokens)  # (B, T, N, p*p*C)
         return rearrange(pixels, "b t (h w) (p1 p2 c) -> b c t (h p1) (w p2)",
                          h=self.grid[0], p1=p, p2=p, c=self.out_channels)
+
+
+class PixelHead(nn.Module):
+    """Redraws the decoder's patches at full resolution: tokens `(B, T, N, D)` and their linear
+    patches `(B, C, T, H, W)` → patches + a correction `(B, C, T, H, W)`.
+
+    A linear map draws each patch on its own, from one token, in a `D`-dimensional space of
+    patches: edges that cross a patch border are drawn twice and rarely meet. The head spreads
+    each token over its patch's pixels as features, adds the patches themselves, and runs 3×3
+    residual convolutions over the whole frame, one frame at a time (so decoding stays causal
+    and a cached rollout decodes only its newest frame). The last convolution starts at zero:
+    a head added to a trained decoder starts as that decoder.
+    """
+
+    def __init__(self, dim: int, out_channels: int, patch_size: int, grid: tuple[int, int],
+                 channels: int, blocks: int) -> None:
+        super().__init__()
+        self.features = Unpatchify(dim, channels, patch_size, grid)
+        self.inp = nn.Conv2d(out_channels, channels, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.GroupNorm(1, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+                          nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1))
+            for _ in range(blocks))
+        self.out = nn.Sequential(nn.GroupNorm(1, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, tokens: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        t = patches.shape[2]
+        frames = rearrange(patches, "b c t h w -> (b t) c h w")
+        x = rearrange(self.features(tokens), "b c t h w -> (b t) c h w") + self.inp(frames)
+        for block in self.blocks:
+            x = x + block(x)
+        return rearrange(frames + self.out(x), "(b t) c h w -> b c t h w", t=t)

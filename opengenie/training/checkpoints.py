@@ -23,7 +23,7 @@ import torch
 from opengenie import presets
 from opengenie.config import DynamicsConfig, GenieConfig, LatentActionConfig, TokenizerConfig, from_dict, world_fields
 from opengenie.genie import CONFIG_FILE, WEIGHTS_FILE, Genie
-from opengenie.tokenizer import VideoTokenizer
+from opengenie.tokenizer import VideoTokenizer, same_tokens
 
 PARTS = {"tokenizer": TokenizerConfig, "action": LatentActionConfig, "dynamics": DynamicsConfig}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -141,25 +141,30 @@ def genie_from_checkpoints(dynamics: str | os.PathLike, tokenizer: str | os.Path
     If `tokenizer` (a stage-1 checkpoint or an exported dir) is given, it must give the tokens the
     dynamics model was trained on: a different tokenizer's codes would mean nothing to it. Its
     encoder and codebook must be the ones stage 2 used; its decoder may have been trained further
-    (`TokenizerModule(train_part="decoder")`), and the world then decodes with it.
+    (`TokenizerModule(train_part="decoder")`), perhaps with a pixel head added, and the world
+    then decodes with it.
     """
     ckpt = read_checkpoint(dynamics)
     state = ckpt["state_dict"]
     if not any(k.startswith("dynamics.") for k in state):
         raise ValueError(f"{dynamics} is a tokenizer (stage 1) checkpoint; pass the stage-2 checkpoint "
                          "of `opengenie train dynamics` as --dynamics")
-    genie = Genie(GenieConfig.from_dict(ckpt["hyper_parameters"]["genie_config"]))
+    config = GenieConfig.from_dict(ckpt["hyper_parameters"]["genie_config"])
     keep = {k: v for k, v in state.items() if k.split(".")[0] in ("tokenizer", "action_model", "dynamics")}
     if tokenizer is not None:
         given = load_tokenizer(tokenizer)
         weights, trained = given.state_dict(), _prefixed(state, "tokenizer.")
         tokens = {k: v for k, v in weights.items() if k.split(".")[0] in VideoTokenizer.TOKEN_SIDE}
-        if (given.config != genie.tokenizer.config or weights.keys() != trained.keys()
+        if (not same_tokens(given.config, config.tokenizer)
+                or tokens.keys() != {k for k in trained if k.split(".")[0] in VideoTokenizer.TOKEN_SIDE}
                 or any(not torch.equal(v.to(trained[k].dtype), trained[k]) for k, v in tokens.items())):
             raise ValueError(f"the dynamics checkpoint {dynamics} was trained on another tokenizer than "
                              f"{tokenizer}; export with the tokenizer it was trained on, or one whose decoder "
                              "alone was trained further (or leave out --tokenizer)")
+        keep = {k: v for k, v in keep.items() if not k.startswith("tokenizer.")}
         keep.update({f"tokenizer.{k}": v for k, v in weights.items()})
+        config = dataclasses.replace(config, tokenizer=given.config)  # its decoder may have grown a head
+    genie = Genie(config)
     genie.load_state_dict(keep)
     return genie.eval()
 

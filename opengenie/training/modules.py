@@ -15,6 +15,7 @@ checkpoint's hyper-parameters (`genie_config`), so a checkpoint is complete on i
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -22,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from opengenie.config import GenieConfig
+from opengenie.config import GenieConfig, TokenizerConfig
 from opengenie.dynamics import DynamicsModel
 from opengenie.engine import Rollout
 from opengenie.genie import Genie
 from opengenie.latent_action import LatentActionModel
-from opengenie.tokenizer import VideoTokenizer, criterion_for
+from opengenie.tokenizer import DECODER_FIELDS, VideoTokenizer, criterion_for, same_tokens
 from opengenie.training.checkpoints import (config_dict, genie_from_checkpoints, load_tokenizer, parts_from_dict,
                                             resolve_config, tokenizer_fingerprint)
 from opengenie.training.loop import GenieStage, StepLoss
@@ -45,6 +46,32 @@ def _count(n: int) -> torch.Tensor:
     return torch.tensor(float(n))
 
 
+def _grown(config: TokenizerConfig, overrides: dict | None) -> TokenizerConfig:
+    """A trained tokenizer's config with a decoder head added by `overrides` (DECODER_FIELDS only:
+    any other change would make its trained weights and ids mean something else)."""
+    if not overrides:
+        return config
+    fields = overrides.get("tokenizer") if set(overrides) == {"tokenizer"} else None
+    if not isinstance(fields, dict) or not set(fields) <= set(DECODER_FIELDS):
+        raise ValueError("model.init takes the trained tokenizer's config; model.overrides may only add a "
+                         f"decoder head, as {{'tokenizer': {{...}}}} with keys from {list(DECODER_FIELDS)}")
+    return replace(config, **fields)
+
+
+def _load_start(tokenizer: VideoTokenizer, start: VideoTokenizer, init: str) -> None:
+    """Load the trained tokenizer `start` into `tokenizer`, which may add a pixel head to it."""
+    if not same_tokens(start.config, tokenizer.config):
+        raise ValueError(f"genie_config.tokenizer does not match the tokenizer in {init}")
+    if start.config == tokenizer.config:
+        tokenizer.load_state_dict(start.state_dict())
+        return
+    if start.pixel_head is not None:
+        raise ValueError(f"{init} has a pixel head of another shape than model.overrides asks for")
+    missing, _ = tokenizer.load_state_dict(start.state_dict(), strict=False)
+    if any(not k.startswith("pixel_head.") for k in missing):
+        raise ValueError(f"{init} lacks weights besides the new pixel head: {missing}")
+
+
 class TokenizerModule(GenieStage):
     """Stage 1: train the video tokenizer on clips `{"video": (B, 3, T, H, W) in [-1, 1]}`.
 
@@ -53,7 +80,8 @@ class TokenizerModule(GenieStage):
     lr, warm-up, schedule: Genie's CoinRun tokenizer uses 3e-4 after 10k warm-up steps, constant.
     disc_lr: the discriminator's lr (GAN variant only; default lr).
     init: start from a trained tokenizer (a stage-1 checkpoint or a world dir): its config and
-        weights; preset and overrides are then not used.
+        weights; preset is then not used, and overrides may only add a pixel head to its decoder
+        ({"tokenizer": {"pixel_head_channels": 32}}, which starts as the decoder it is added to).
     train_part: "all", or "decoder" to train only the decoder (st-vivit) with the encoder and the
         codebook frozen: every clip keeps its token ids, so a stage 2 trained on them stays valid
         and can be exported with the fine-tuned decoder (`opengenie export --tokenizer`).
@@ -73,9 +101,7 @@ class TokenizerModule(GenieStage):
         if genie_config:
             parts = parts_from_dict(genie_config)
         elif start is not None:
-            if overrides:
-                raise ValueError("model.init takes the trained tokenizer's config; leave out model.overrides")
-            parts = resolve_config(preset, tokenizer=start.config)
+            parts = resolve_config(preset, tokenizer=_grown(start.config, overrides))
         else:
             parts = resolve_config(preset, overrides)
         self.save_hyperparameters()
@@ -84,9 +110,7 @@ class TokenizerModule(GenieStage):
         # The perceptual and GAN terms are this trainer's, not the model's: a world never holds them.
         self.criterion = criterion_for(self.tokenizer.config)
         if start is not None:
-            if start.config != self.tokenizer.config:
-                raise ValueError(f"genie_config.tokenizer does not match the tokenizer in {init}")
-            self.tokenizer.load_state_dict(start.state_dict())
+            _load_start(self.tokenizer, start, init)
         if train_part == "decoder":
             if self.tokenizer.config.kind != "st-vivit" or self._discriminator is not None:
                 raise ValueError("train_part 'decoder' needs an st-vivit tokenizer without a discriminator")
@@ -167,7 +191,7 @@ def _trained_stage2(path: str, tokenizer: VideoTokenizer):
     tokens (its encoder and codebook; a decoder trained further is fine)."""
     world = Genie.from_pretrained(path) if Path(path).is_dir() else genie_from_checkpoints(path)
     mine, theirs = tokenizer.state_dict(), world.tokenizer.state_dict()
-    same = tokenizer.config == world.tokenizer.config and all(
+    same = same_tokens(tokenizer.config, world.tokenizer.config) and all(
         torch.equal(v.float(), theirs[k].float()) for k, v in mine.items() if k.split(".")[0] in VideoTokenizer.TOKEN_SIDE)
     if not same:
         raise ValueError(f"model.init {path} was trained on another tokenizer's tokens than model.tokenizer")
