@@ -197,7 +197,7 @@ def _stage(ckpt: Path, name: str) -> tuple[str, dict, str | None]:
     args = (saved.get("model") or {}).get("init_args") or {}
     if args.get("train_part") == "decoder":
         head = ((args.get("overrides") or {}).get("tokenizer") or {}).get("pixel_head_channels")
-        name += (" decoder" + (f" with a new pixel head of {head} channels" if head else "")
+        name += (" decoder" + (f" with a pixel head of {head} channels" if head else "")
                  + " (encoder and codebook frozen)")
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     line = f"{name} {state['global_step']:,} steps" if "global_step" in state else name

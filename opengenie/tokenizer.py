@@ -121,6 +121,7 @@ class VideoTokenizer(nn.Module):
         self.config = c = config
         # The seed's stand-alone tokenizer trains itself; one built from a config leaves it to its trainer.
         self.criterion = criterion_for(c) if seed_kwargs else None
+        self.pixel_head: PixelHead | None = None
         if c.kind == "st-vivit":
             self.embed = PatchEmbed(c.in_channels, c.patch_size, c.dim, c.grid)
             self.encoder = STTransformer(c.dim, c.depth, c.heads, mlp_ratio=c.mlp_ratio)
@@ -131,8 +132,9 @@ class VideoTokenizer(nn.Module):
             self.decoder_pos = nn.Parameter(torch.randn(c.grid[0] * c.grid[1], c.dim) * 0.02)  # (N, D)
             self.decoder = STTransformer(c.dim, c.decoder_depth, c.heads, mlp_ratio=c.mlp_ratio)
             self.unpatch = Unpatchify(c.dim, c.in_channels, c.patch_size, c.grid)
-            self.pixel_head = (PixelHead(c.dim, c.in_channels, c.patch_size, c.grid, c.pixel_head_channels,
-                                         c.pixel_head_blocks) if c.pixel_head_channels else None)
+            if c.pixel_head_channels:
+                self.pixel_head = PixelHead(c.dim, c.in_channels, c.patch_size, c.grid, c.pixel_head_channels,
+                                            c.pixel_head_blocks)
         else:
             self._build_magvit2(c)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from opengenie import VideoTokenizer, presets
-from opengenie.tokenizer import same_tokens
 from opengenie.nn.attention import KVCache
+from opengenie.tokenizer import same_tokens
 
 
 @pytest.fixture(scope="module")
@@ -162,5 +162,6 @@ def test_pixel_head_decodes_causally_through_a_cache(tiny):
     ({"pixel_head_channels": 8.5}, "pixel_head_channels"),
 ])
 def test_pixel_head_config_is_checked(fields, message):
+    """A negative or fractional head size is refused when the config is built."""
     with pytest.raises(ValueError, match=message):
         replace(presets.tiny().tokenizer, **fields)

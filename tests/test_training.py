@@ -166,6 +166,8 @@ def test_pixel_head_grown_on_a_trained_decoder_exports_into_the_world(coinrun, t
                                          tokenizer=tmp_path / "head" / "ckpt" / "last.ckpt"))
     plain = Genie.from_pretrained(export(dynamics_run / "ckpt" / "last.ckpt", tmp_path / "plain"))
     assert world.tokenizer.pixel_head is not None and plain.tokenizer.pixel_head is None
+    head = {k: v for k, v in after["state_dict"].items() if k.startswith("tokenizer.pixel_head.")}
+    assert head and all(torch.equal(world.state_dict()[k], v) for k, v in head.items())
     video = torch.from_numpy(np.load(next(Path(coinrun).glob("**/*.npz")))["frames"][:SEQ]).permute(3, 0, 1, 2)
     video = (video.float() / 127.5 - 1)[None]
     with torch.no_grad():
@@ -225,6 +227,14 @@ def test_stage1_resume_through_the_cli(coinrun, tmp_path):
     main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "b", 4, *CSV, str(tmp_path / "b"), "--ckpt_path", "last"))
     whole, parts = _csv_losses(tmp_path / "a"), _csv_losses(tmp_path / "b")
     assert len(whole) == 4 and parts == whole
+    # A checkpoint written before a config field existed resumes: the field had its default.
+    old = torch.load(tmp_path / "b" / "ckpt" / "last.ckpt", weights_only=True)
+    for field in ("pixel_head_channels", "pixel_head_blocks"):
+        del old["hyper_parameters"]["genie_config"]["tokenizer"][field]
+    torch.save(old, tmp_path / "older.ckpt")
+    main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "c", 5, *CSV, str(tmp_path / "c"),
+               "--ckpt_path", str(tmp_path / "older.ckpt")))
+    assert torch.load(tmp_path / "c" / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 5
     # A changed model config that leaves every weight's shape alone is still refused.
     changed = ["--model.init_args.overrides", "{tokenizer: {commitment_weight: 0.5}}"]
     with pytest.raises(ValueError, match=r"tokenizer\.commitment_weight: 0\.25 -> 0\.5"):

@@ -81,8 +81,8 @@ class PixelHead(nn.Module):
 
     def forward(self, tokens: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         t = patches.shape[2]
-        frames = rearrange(patches, "b c t h w -> (b t) c h w")
-        x = rearrange(self.features(tokens), "b c t h w -> (b t) c h w") + self.inp(frames)
+        frames = rearrange(patches, "b c t h w -> (b t) c h w")  # (B·T, C, H, W)
+        x = rearrange(self.features(tokens), "b c t h w -> (b t) c h w") + self.inp(frames)  # (B·T, ch, H, W)
         for block in self.blocks:
             x = x + block(x)
-        return rearrange(frames + self.out(x), "(b t) c h w -> b c t h w", t=t)
+        return rearrange(frames + self.out(x), "(b t) c h w -> b c t h w", t=t)  # (B, C, T, H, W)

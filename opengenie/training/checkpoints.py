@@ -128,7 +128,10 @@ def load_tokenizer(path: str | os.PathLike) -> VideoTokenizer:
 
 def tokenizer_fingerprint(tokenizer: VideoTokenizer) -> str:
     """A short hash of a tokenizer's config and weights: token caches name the tokenizer they used."""
-    h = hashlib.sha256(json.dumps(dataclasses.asdict(tokenizer.config), sort_keys=True, default=str).encode())
+    fields = dataclasses.asdict(tokenizer.config)
+    if not fields["pixel_head_channels"]:  # no head: the hash tokenizers had before heads existed
+        del fields["pixel_head_channels"], fields["pixel_head_blocks"]
+    h = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
     for name, value in sorted(tokenizer.state_dict().items()):
         h.update(name.encode())
         h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())

@@ -29,7 +29,7 @@ from torch import nn
 from opengenie.config import without_retired
 from opengenie.nn.checks import check_finite
 from opengenie.nn.st_transformer import compile_blocks
-from opengenie.training.checkpoints import config_differences
+from opengenie.training.checkpoints import config_dict, config_differences, parts_from_dict
 from opengenie.training.schedule import build_optimizer, check_schedule
 
 
@@ -39,6 +39,15 @@ class StepLoss:
 
     loss: torch.Tensor
     logs: dict[str, torch.Tensor]
+
+
+def _as_current(saved: dict) -> dict:
+    """A checkpoint's `genie_config` as today's code writes it: fields no config has now dropped,
+    fields added since at their defaults (they did not exist, so the run had their default)."""
+    try:
+        return config_dict(parts_from_dict(without_retired(saved)))
+    except (KeyError, TypeError, ValueError):  # not a config this code can build: compared as saved
+        return without_retired(saved)
 
 
 class GenieStage(L.LightningModule):
@@ -206,7 +215,7 @@ class GenieStage(L.LightningModule):
         # Weights of another model config can load without complaint (action conditioning,
         # for one, changes no parameter), so a resumed run must be the model it continues.
         saved = checkpoint.get("hyper_parameters", {}).get("genie_config")
-        saved = without_retired(saved) if isinstance(saved, dict) else saved  # fields no config has now
+        saved = _as_current(saved) if isinstance(saved, dict) else saved
         if saved is not None and saved != self.hparams.genie_config:
             changed = ", ".join(config_differences(saved, self.hparams.genie_config))
             raise ValueError(f"the checkpoint was trained with another model config ({changed}); "

@@ -66,7 +66,11 @@ def _load_start(tokenizer: VideoTokenizer, start: VideoTokenizer, init: str) -> 
         tokenizer.load_state_dict(start.state_dict())
         return
     if start.pixel_head is not None:
-        raise ValueError(f"{init} has a pixel head of another shape than model.overrides asks for")
+        have = (start.config.pixel_head_channels, start.config.pixel_head_blocks)
+        want = (tokenizer.config.pixel_head_channels, tokenizer.config.pixel_head_blocks)
+        raise ValueError(f"model.init {init} has a pixel head of {have[0]} channels × {have[1]} blocks, and this "
+                         f"run's config asks for {want[0]} × {want[1]}: a trained head cannot be removed or "
+                         "reshaped; match its shape in model.overrides, or start from a tokenizer without one")
     missing, _ = tokenizer.load_state_dict(start.state_dict(), strict=False)
     if any(not k.startswith("pixel_head.") for k in missing):
         raise ValueError(f"{init} lacks weights besides the new pixel head: {missing}")
