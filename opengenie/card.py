@@ -241,12 +241,16 @@ def provenance_from_checkpoints(dynamics: str | Path, tokenizer: str | Path | No
         if run_data.get("data") and run_data["data"] != data.get("data"):
             line += f" on `{run_data['data']}`"  # e.g. a tokenizer trained on other clips than stage 2
         if init and (before := _world_training(Path(init))):
-            # Trained further from a saved world: its card tells how that world was made, once
-            # when both stages started from the same world.
+            # Trained further from a saved world: its card tells how that world was made.
             befores += [before] if before not in befores else []
             further.append(line)
         else:
             fresh.append(line)
+    # Told once: a world's card that a later world's card extends, and a run the later card tells.
+    befores = [b for b in befores if not any(o != b and o.startswith(b) for o in befores)]
+    told = {run for b in befores for run in b.split("; then trained further: ", 1)[-1].split("; ")
+            if "; then trained further: " in b}
+    further = [line for line in further if line not in told]
     out = {"training": "; ".join(fresh + befores) + (f"; then trained further: {'; '.join(further)}" if further else "")}
     folder = data.get("data")
     if folder and (Path(folder) / "manifest.json").is_file():

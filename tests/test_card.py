@@ -180,3 +180,11 @@ def test_export_writes_the_card(tmp_path):
     head, tail = both["training"].split("; then trained further: ")
     assert head == known["training"] and both["training"].count(known["training"]) == 1
     assert tail.startswith("tokenizer decoder (encoder and codebook frozen) 2 steps") and "; stage 2 (action model" in tail
+    # Exported with that stage 2, its world's card tells it; a decoder trained further from that
+    # world and exported with the same stage 2 tells the stage 2 once, then the new decoder.
+    opengenie(["export", "--dynamics", str(tmp_path / "more" / "ckpt" / "last.ckpt"), "--out", str(tmp_path / "w2")])
+    main(args("tokenizer/tiny.yaml", tmp_path / "dec2", "--model.init_args.init", str(tmp_path / "w2"),
+              "--model.init_args.train_part", "decoder", "--model.init_args.warmup_steps", "1"), stage="tokenizer")
+    again = provenance_from_checkpoints(tmp_path / "more" / "ckpt" / "last.ckpt", tmp_path / "dec2" / "ckpt" / "last.ckpt")
+    assert again["training"].count("stage 2 (action model + dynamics) 2 steps") == 2  # the first stage 2, then "more"
+    assert again["training"].startswith(further["training"] + "; then trained further: tokenizer decoder")
