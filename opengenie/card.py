@@ -225,6 +225,9 @@ def _world_training(world: Path) -> str | None:
     return _provenance_rows(text).get("training")
 
 
+FURTHER = "; then trained further: "  # a training row's runs made after a saved world's own
+
+
 def provenance_from_checkpoints(dynamics: str | Path, tokenizer: str | Path | None = None) -> dict:
     """What the training runs tell of a world's making: {"training": ..., "data": ...}. From each
     Lightning checkpoint its step count; from the config.yaml LightningCLI saved beside it the
@@ -248,10 +251,9 @@ def provenance_from_checkpoints(dynamics: str | Path, tokenizer: str | Path | No
             fresh.append(line)
     # Told once: a world's card that a later world's card extends, and a run the later card tells.
     befores = [b for b in befores if not any(o != b and o.startswith(b) for o in befores)]
-    told = {run for b in befores for run in b.split("; then trained further: ", 1)[-1].split("; ")
-            if "; then trained further: " in b}
+    told = {run for b in befores if FURTHER in b for run in b.split(FURTHER, 1)[1].split("; ")}
     further = [line for line in further if line not in told]
-    out = {"training": "; ".join(fresh + befores) + (f"; then trained further: {'; '.join(further)}" if further else "")}
+    out = {"training": "; ".join(fresh + befores) + (FURTHER + "; ".join(further) if further else "")}
     folder = data.get("data")
     if folder and (Path(folder) / "manifest.json").is_file():
         out["data"] = data_line(json.loads((Path(folder) / "manifest.json").read_text()), str(folder))

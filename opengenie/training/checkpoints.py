@@ -23,7 +23,7 @@ import torch
 from opengenie import presets
 from opengenie.config import DynamicsConfig, GenieConfig, LatentActionConfig, TokenizerConfig, from_dict, world_fields
 from opengenie.genie import CONFIG_FILE, WEIGHTS_FILE, Genie
-from opengenie.tokenizer import VideoTokenizer, same_tokens
+from opengenie.tokenizer import DECODER_FIELDS, VideoTokenizer, same_tokens
 
 PARTS = {"tokenizer": TokenizerConfig, "action": LatentActionConfig, "dynamics": DynamicsConfig}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -130,7 +130,8 @@ def tokenizer_fingerprint(tokenizer: VideoTokenizer) -> str:
     """A short hash of a tokenizer's config and weights: token caches name the tokenizer they used."""
     fields = dataclasses.asdict(tokenizer.config)
     if not fields["pixel_head_channels"]:  # no head: the hash tokenizers had before heads existed
-        del fields["pixel_head_channels"], fields["pixel_head_blocks"]
+        for name in DECODER_FIELDS:
+            del fields[name]
     h = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
     for name, value in sorted(tokenizer.state_dict().items()):
         h.update(name.encode())
