@@ -131,6 +131,31 @@ def test_episode_clip_starts_never_cross_an_episode_end():
         episode_clip_starts(dones, 30, 0)
 
 
+@pytest.mark.parametrize("stride", [1, 3, None])
+def test_within_episodes_clips_never_cross_a_restart(tmp_path, stride):
+    """within_episodes=True cuts each file at its dones: every clip lies inside one life, each
+    life holds as many clips as fit, index_of still inverts locate; without it clips cross."""
+    root = _make_folder(tmp_path / "d", lengths=(30, 25))
+    dones = np.zeros(30, bool)
+    dones[[9, 12]] = True  # lives [0, 10), [10, 13), [13, 30) of episode 0; episode 1 has one life
+    write_episode(root / "ep0.npz", np.load(root / "ep0.npz")["frames"], actions=np.arange(30), dones=dones)
+    lives = {0: [(0, 10), (10, 13), (13, 30)], 1: [(0, 25)]}
+    for epoch in range(3):
+        ds = EpisodeClipDataset(root, seq_len=3, frame_skip=2, stride=stride, within_episodes=True)
+        ds.set_epoch(epoch)
+        step = stride or ds.span
+        assert len(ds) == sum((b - a - ds.span) // step + 1 for life in lives.values() for a, b in life
+                              if b - a >= ds.span)
+        for i in range(len(ds)):
+            e, start = ds.locate(i)
+            assert any(a <= start and start + ds.span <= b for a, b in lives[e])
+            assert ds.index_of(e, start) == i
+            pixels = ((ds[i]["video"][0, :, 0, 0] + 1) * 127.5).round().long()
+            assert pixels.tolist() == list(range(start, start + ds.span, 2))
+    crossing = EpisodeClipDataset(root, seq_len=3, frame_skip=2, stride=1)
+    assert any(s < 10 < s + crossing.span for e, s in map(crossing.locate, range(len(crossing))) if e == 0)
+
+
 @pytest.mark.parametrize("stride", [1, 4, None])
 def test_index_of_inverts_locate(tmp_path, stride):
     """index_of(episode, start) finds the item `locate` places there; a start no clip has is refused."""

@@ -41,21 +41,30 @@ def clip_starts(length: int, span: int, stride: int, seed: int, epoch: int, epis
     return [offset + j * stride for j in range(num_clips(length, span, stride))]
 
 
+def episode_bounds(dones: np.ndarray | None, length: int) -> list[tuple[int, int]]:
+    """[first, stop) of each episode in a file of `length` frames.
+
+    dones[t] (length `length`, or None for one episode) says frame t+1 starts a new episode:
+    procgen restarts the level when the agent dies or reaches the coin, so one level's file
+    holds several of its episodes back to back.
+    """
+    ends = [] if dones is None else (np.flatnonzero(np.asarray(dones, bool)[: length - 1]) + 1).tolist()
+    return list(zip([0, *ends], [*ends, length]))
+
+
 def episode_clip_starts(dones: np.ndarray | None, length: int, span: int,
                         rng: np.random.Generator | None = None) -> list[int]:
     """Starts of back-to-back clips of `span` frames that never cross an episode's end.
 
-    A file of `length` frames may hold several episodes of one level: dones[t] (length `length`,
-    or None for one episode) says frame t+1 starts a new one (procgen restarts the level when
-    the agent dies or reaches the coin). Each episode holds as many clips as fit; with `rng`
-    they start at a random offset into the frames left over, so that not every episode's
-    clips begin on its first frame (every episode of a level starts from the same frame).
+    A file of `length` frames may hold several episodes of one level (`episode_bounds`). Each
+    episode holds as many clips as fit; with `rng` they start at a random offset into the
+    frames left over, so that not every episode's clips begin on its first frame (every
+    episode of a level starts from the same frame).
     """
     if span < 1:
         raise ValueError(f"expected span >= 1, got {span}")
-    ends = [] if dones is None else (np.flatnonzero(np.asarray(dones, bool)[: length - 1]) + 1).tolist()
     starts = []
-    for first, stop in zip([0, *ends], [*ends, length]):
+    for first, stop in episode_bounds(dones, length):
         n = num_clips(stop - first, span, span)
         if n:
             slack = stop - first - n * span

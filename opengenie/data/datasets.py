@@ -23,15 +23,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from opengenie.data.clips import clip_offset, clip_span, num_clips, to_video
+from opengenie.data.clips import clip_offset, clip_span, episode_bounds, num_clips, to_video
 from opengenie.data.episodes import EpisodeFile
 from opengenie.data.manifest import episode_paths, read_manifest, split_of
 
 
 class _ClipIndex(Dataset):
-    """Maps item i to (episode, start) over episodes of known lengths, without listing clips."""
+    """Maps item i to (episode, start) over episodes of known lengths, without listing clips.
 
-    def _build_index(self, lengths: list[int], seq_len: int, frame_skip: int, stride: int | None, seed: int) -> None:
+    Clips are cut from parts: (episode, first, length), the stretch of an episode they may
+    span. By default each episode is one part; cut at its `dones`, each life of a level is one,
+    so that no clip runs across a restart.
+    """
+
+    def _build_index(self, lengths: list[int], seq_len: int, frame_skip: int, stride: int | None, seed: int,
+                     parts: list[tuple[int, int, int]] | None = None) -> None:
         self.seq_len, self.frame_skip, self.seed, self.epoch = seq_len, frame_skip, seed, 0
         self.span = clip_span(seq_len, frame_skip)
         # Default stride: clips do not overlap, so an epoch shows each frame about once.
@@ -39,16 +45,18 @@ class _ClipIndex(Dataset):
         if self.stride < 1:
             raise ValueError(f"expected stride >= 1 or None, got {stride}")
         self.lengths = lengths
-        counts = [num_clips(n, self.span, self.stride) for n in lengths]
+        self.parts = parts if parts is not None else [(e, 0, n) for e, n in enumerate(lengths)]
+        counts = [num_clips(n, self.span, self.stride) for _, _, n in self.parts]
         self.too_short = sum(c == 0 for c in counts)
         if not any(counts):
-            longest = max(lengths, default=0)
+            longest = max((n for _, _, n in self.parts), default=0)
+            what = "episodes" if parts is None else "lives (episodes cut at their dones)"
             raise ValueError(
                 f"a clip of seq_len={seq_len} with frame_skip={frame_skip} needs {self.span} frames, "
-                f"but the longest of {len(lengths)} episodes has {longest}; lower seq_len or "
+                f"but the longest of {len(self.parts)} {what} has {longest}; lower seq_len or "
                 "frame_skip, or use longer episodes"
             )
-        self._ends = np.cumsum(counts)  # item i lies in the first episode whose end exceeds i
+        self._ends = np.cumsum(counts)  # item i lies in the first part whose end exceeds i
 
     def set_epoch(self, epoch: int) -> None:
         """Shift the clip windows for this epoch (deterministic given seed and epoch)."""
@@ -57,24 +65,29 @@ class _ClipIndex(Dataset):
     def __len__(self) -> int:
         return int(self._ends[-1])
 
+    def _offset(self, part: int) -> int:
+        # Seeded by the part's index: with one part an episode, exactly the episode's offset.
+        return clip_offset(self.parts[part][2], self.span, self.stride, self.seed, self.epoch, part)
+
     def locate(self, index: int) -> tuple[int, int]:
         """Item index -> (episode, start frame)."""
         if not 0 <= index < len(self):
             raise IndexError(f"clip index {index} out of range for {len(self)} clips")
-        e = int(np.searchsorted(self._ends, index, side="right"))
-        j = index - (int(self._ends[e - 1]) if e else 0)
-        offset = clip_offset(self.lengths[e], self.span, self.stride, self.seed, self.epoch, e)
-        return e, offset + j * self.stride
+        p = int(np.searchsorted(self._ends, index, side="right"))
+        j = index - (int(self._ends[p - 1]) if p else 0)
+        episode, first, _ = self.parts[p]
+        return episode, first + self._offset(p) + j * self.stride
 
     def index_of(self, episode: int, start: int) -> int:
         """(episode, start frame) -> item index, the inverse of `locate` for a start this epoch holds."""
-        offset = clip_offset(self.lengths[episode], self.span, self.stride, self.seed, self.epoch, episode)
-        j, rest = divmod(start - offset, self.stride)
-        first = int(self._ends[episode - 1]) if episode else 0
-        if rest or not 0 <= j < int(self._ends[episode]) - first:
-            raise ValueError(f"episode {episode} holds no clip starting at frame {start} "
-                             f"(stride {self.stride}, offset {offset})")
-        return first + j
+        # The part of `episode` that holds `start`: the last one that begins at or before it.
+        p = max((i for i, (e, first, _) in enumerate(self.parts) if e == episode and first <= start), default=-1)
+        if p >= 0:
+            j, rest = divmod(start - self.parts[p][1] - self._offset(p), self.stride)
+            first_item = int(self._ends[p - 1]) if p else 0
+            if not rest and 0 <= j < int(self._ends[p]) - first_item:
+                return first_item + j
+        raise ValueError(f"episode {episode} holds no clip starting at frame {start} (stride {self.stride})")
 
 
 class EpisodeClipDataset(_ClipIndex):
@@ -84,7 +97,9 @@ class EpisodeClipDataset(_ClipIndex):
     Only the frames of the requested clip are read from disk, so memory does not grow with
     the folder. Episodes shorter than a clip are left out and counted in `too_short`.
     With skip_invalid=True, unreadable files are left out and listed in `invalid`
-    (path, reason) instead of raising.
+    (path, reason) instead of raising. With within_episodes=True, a file that records `dones`
+    is cut at them: no clip runs across a restart of its level (procgen restarts CoinRun when
+    the agent dies or reaches the coin), which a world would otherwise learn as a teleport.
     """
 
     def __init__(
@@ -98,6 +113,7 @@ class EpisodeClipDataset(_ClipIndex):
         seed: int = 0,
         with_actions: bool = True,
         skip_invalid: bool = False,
+        within_episodes: bool = False,
     ):
         self.root = Path(root)
         self.with_actions = with_actions
@@ -127,7 +143,11 @@ class EpisodeClipDataset(_ClipIndex):
             self._files[len(self.paths)] = ep
             self.paths.append(path)
             lengths.append(len(ep))
-        self._build_index(lengths, seq_len, frame_skip, stride, seed)
+        self.lengths, parts = lengths, None  # _file checks a file against its length
+        if within_episodes:  # one part per life of each file
+            parts = [(e, first, stop - first) for e, n in enumerate(lengths)
+                     for first, stop in episode_bounds(self.dones(e), n)]
+        self._build_index(lengths, seq_len, frame_skip, stride, seed, parts)
 
     def _file(self, e: int) -> EpisodeFile:
         if e not in self._files:  # opened once per process; only the small header is kept

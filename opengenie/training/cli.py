@@ -29,7 +29,8 @@ from opengenie.training.callbacks import GenieCheckpoint, ImageLogger, Throughpu
 from opengenie.training.checkpoints import check_resumable
 from opengenie.training.data import GenieDataModule
 from opengenie.training.loop import GenieStage
-from opengenie.training.modules import DynamicsModule, TokenizerModule
+from opengenie.training.dynamics_stage import DynamicsModule
+from opengenie.training.tokenizer_stage import TokenizerModule
 from opengenie.training.summary import RunSummary
 
 STAGES = {"tokenizer": TokenizerModule, "dynamics": DynamicsModule}

@@ -1,6 +1,6 @@
 """The one training loop (STYLE §9): every stage is a `GenieStage` that says what it trains.
 
-A stage (see `modules.py`) supplies `compute_loss` and `trained_modules`; the loop, the
+A stage (`tokenizer_stage.py`, `dynamics_stage.py`) supplies `compute_loss` and `trained_modules`; the loop, the
 optimisers and schedules, gradient clipping, logging, the finite-loss check that names the
 step, and the random state that makes a resumed run repeat the uninterrupted one live here.
 
@@ -39,6 +39,16 @@ class StepLoss:
 
     loss: torch.Tensor
     logs: dict[str, torch.Tensor]
+
+
+def psnr(mse: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of videos in [-1, 1] (peak-to-peak 2) from their mean squared error, to log."""
+    return 10 * torch.log10(4.0 / mse.clamp(min=1e-10))
+
+
+def count(n: int) -> torch.Tensor:
+    """A host count as a loggable scalar (codes re-seeded by dead-code restart, cumulative)."""
+    return torch.tensor(float(n))
 
 
 def _as_current(saved: dict) -> dict:
