@@ -132,8 +132,8 @@ def test_episode_clip_starts_never_cross_an_episode_end():
 
 
 @pytest.mark.parametrize("stride", [1, 3, None])
-def test_within_episodes_clips_never_cross_a_restart(tmp_path, stride):
-    """within_episodes=True cuts each file at its dones: every clip lies inside one life, each
+def test_clips_within_episodes_never_cross_a_restart(tmp_path, stride):
+    """across_episode_ends=False cuts each file at its dones: every clip lies inside one life, each
     life holds as many clips as fit, index_of still inverts locate; without it clips cross."""
     root = _make_folder(tmp_path / "d", lengths=(30, 25))
     dones = np.zeros(30, bool)
@@ -141,7 +141,7 @@ def test_within_episodes_clips_never_cross_a_restart(tmp_path, stride):
     write_episode(root / "ep0.npz", np.load(root / "ep0.npz")["frames"], actions=np.arange(30), dones=dones)
     lives = {0: [(0, 10), (10, 13), (13, 30)], 1: [(0, 25)]}
     for epoch in range(3):
-        ds = EpisodeClipDataset(root, seq_len=3, frame_skip=2, stride=stride, within_episodes=True)
+        ds = EpisodeClipDataset(root, seq_len=3, frame_skip=2, stride=stride, across_episode_ends=False)
         ds.set_epoch(epoch)
         step = stride or ds.span
         assert len(ds) == sum((b - a - ds.span) // step + 1 for life in lives.values() for a, b in life
@@ -152,6 +152,9 @@ def test_within_episodes_clips_never_cross_a_restart(tmp_path, stride):
             assert ds.index_of(e, start) == i
             pixels = ((ds[i]["video"][0, :, 0, 0] + 1) * 127.5).round().long()
             assert pixels.tolist() == list(range(start, start + ds.span, 2))
+        if stride == 1:  # frame 7 starts a window of the file, but its clip would run into the next life
+            with pytest.raises(ValueError, match="no clip starting at frame 7"):
+                ds.index_of(0, 7)
     crossing = EpisodeClipDataset(root, seq_len=3, frame_skip=2, stride=1)
     assert any(s < 10 < s + crossing.span for e, s in map(crossing.locate, range(len(crossing))) if e == 0)
 

@@ -257,8 +257,8 @@ def test_invalid_config_values_give_clear_errors(coinrun, tmp_path):
         main(base, stage="dynamics")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         main([*base, "--data.data", str(tmp_path / "nowhere")])
-    with pytest.raises(ValueError, match="within_episodes cuts clips from an episode folder"):
-        main([*base, "--data.within_episodes", "true", "--data.tokens", "true"])
+    with pytest.raises(ValueError, match="across_episode_ends: false cuts clips from an episode folder"):
+        main([*base, "--data.across_episode_ends", "false", "--data.tokens", "true"])
     with pytest.raises(ValueError, match="^trainer.max_steps: expected int, got many$"):  # one line, the key named
         main([*base, "--trainer.max_steps", "many"])
 

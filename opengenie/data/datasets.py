@@ -15,6 +15,7 @@ DataLoader gives identical batches with 0 or many workers, and shuffling is the 
 
 from __future__ import annotations
 
+import bisect
 import os
 from pathlib import Path
 from typing import Iterable
@@ -31,9 +32,9 @@ from opengenie.data.manifest import episode_paths, read_manifest, split_of
 class _ClipIndex(Dataset):
     """Maps item i to (episode, start) over episodes of known lengths, without listing clips.
 
-    Clips are cut from parts: (episode, first, length), the stretch of an episode they may
-    span. By default each episode is one part; cut at its `dones`, each life of a level is one,
-    so that no clip runs across a restart.
+    Clips are cut from parts: (episode, first, length), the stretch of an episode file they
+    may span. By default each file is one part; cut at its `dones`, each life of its level is
+    one (an episode, in procgen's words), so that no clip runs across a restart.
     """
 
     def _build_index(self, lengths: list[int], seq_len: int, frame_skip: int, stride: int | None, seed: int,
@@ -46,15 +47,17 @@ class _ClipIndex(Dataset):
             raise ValueError(f"expected stride >= 1 or None, got {stride}")
         self.lengths = lengths
         self.parts = parts if parts is not None else [(e, 0, n) for e, n in enumerate(lengths)]
+        self._part_keys = [(e, first) for e, first, _ in self.parts]  # sorted: index_of bisects them
         counts = [num_clips(n, self.span, self.stride) for _, _, n in self.parts]
         self.too_short = sum(c == 0 for c in counts)
         if not any(counts):
             longest = max((n for _, _, n in self.parts), default=0)
-            what = "episodes" if parts is None else "lives (episodes cut at their dones)"
+            what = "episodes" if parts is None else "episodes (files cut at their dones)"
             raise ValueError(
                 f"a clip of seq_len={seq_len} with frame_skip={frame_skip} needs {self.span} frames, "
                 f"but the longest of {len(self.parts)} {what} has {longest}; lower seq_len or "
-                "frame_skip, or use longer episodes"
+                "frame_skip, or use longer episodes" + ("" if parts is None else ", or let clips run across "
+                                                         "episode ends (data.across_episode_ends: true)")
             )
         self._ends = np.cumsum(counts)  # item i lies in the first part whose end exceeds i
 
@@ -81,8 +84,8 @@ class _ClipIndex(Dataset):
     def index_of(self, episode: int, start: int) -> int:
         """(episode, start frame) -> item index, the inverse of `locate` for a start this epoch holds."""
         # The part of `episode` that holds `start`: the last one that begins at or before it.
-        p = max((i for i, (e, first, _) in enumerate(self.parts) if e == episode and first <= start), default=-1)
-        if p >= 0:
+        p = bisect.bisect_right(self._part_keys, (episode, start)) - 1
+        if p >= 0 and self.parts[p][0] == episode:
             j, rest = divmod(start - self.parts[p][1] - self._offset(p), self.stride)
             first_item = int(self._ends[p - 1]) if p else 0
             if not rest and 0 <= j < int(self._ends[p]) - first_item:
@@ -97,9 +100,10 @@ class EpisodeClipDataset(_ClipIndex):
     Only the frames of the requested clip are read from disk, so memory does not grow with
     the folder. Episodes shorter than a clip are left out and counted in `too_short`.
     With skip_invalid=True, unreadable files are left out and listed in `invalid`
-    (path, reason) instead of raising. With within_episodes=True, a file that records `dones`
-    is cut at them: no clip runs across a restart of its level (procgen restarts CoinRun when
-    the agent dies or reaches the coin), which a world would otherwise learn as a teleport.
+    (path, reason) instead of raising. With across_episode_ends=False, a file that records
+    `dones` is cut at them: procgen restarts a CoinRun level when the agent dies or reaches the
+    coin, and a clip across that restart shows a teleport no key causes. `too_short` then counts
+    the episodes of each file shorter than a clip; a file without `dones` is one episode.
     """
 
     def __init__(
@@ -113,7 +117,7 @@ class EpisodeClipDataset(_ClipIndex):
         seed: int = 0,
         with_actions: bool = True,
         skip_invalid: bool = False,
-        within_episodes: bool = False,
+        across_episode_ends: bool = True,
     ):
         self.root = Path(root)
         self.with_actions = with_actions
@@ -144,7 +148,7 @@ class EpisodeClipDataset(_ClipIndex):
             self.paths.append(path)
             lengths.append(len(ep))
         self.lengths, parts = lengths, None  # _file checks a file against its length
-        if within_episodes:  # one part per life of each file
+        if not across_episode_ends:  # one part per episode of each file
             parts = [(e, first, stop - first) for e, n in enumerate(lengths)
                      for first, stop in episode_bounds(self.dones(e), n)]
         self._build_index(lengths, seq_len, frame_skip, stride, seed, parts)

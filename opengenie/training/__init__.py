@@ -1,6 +1,7 @@
 """Training through Lightning: the stages as LightningModules, the data, the callbacks, the CLI.
 
-    TokenizerModule, DynamicsModule   the two stages (tokenizer_stage.py, dynamics_stage.py), one loop (loop.py)
+    TokenizerModule, DynamicsModule   the two stages (tokenizer_stage.py, dynamics_stage.py),
+                                      one loop (loop.py)
     GenieDataModule                   resumable clip stream over an episode folder or tar shards (data.py)
     tokenize_episodes, TokenClipDataset  cached tokens for stage 2 (tokens.py)
     export, genie_from_checkpoints    a trained run → the dir `Genie.from_pretrained` loads

@@ -117,15 +117,16 @@ class GenieDataModule(L.LightningDataModule):
     batch_size: clips per rank and step. train_split / val_split: manifest splits (null: all
     episodes; a split without clips turns validation off). tokens: serve the cached tokens of
     `opengenie tokenize` with each clip (stage 2), instead of encoding clips at every step.
-    within_episodes: cut each file at its `dones`, so that no clip runs across a restart of
-    its level (an episode folder without cached tokens only).
+    across_episode_ends: false cuts each file at its `dones`, so that no clip runs across a
+    restart of its level, in training and validation alike, as `opengenie eval` cuts its clips
+    (an episode folder without cached tokens only).
     seed: the data order (independent of the model's seed).
     """
 
     def __init__(self, data: str | None = None, seq_len: int = 16, frame_skip: int = 1, batch_size: int = 8,
                  num_workers: int = 2, train_split: str | None = "train", val_split: str | None = "val",
                  tokens: bool = False, seed: int = 0, shards: str | None = None,
-                 within_episodes: bool = False) -> None:
+                 across_episode_ends: bool = True) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or seq_len < 2:
             raise ValueError(f"data: expected batch_size >= 1, num_workers >= 0, seq_len >= 2; got "
@@ -134,16 +135,16 @@ class GenieDataModule(L.LightningDataModule):
             raise ValueError("data: set data.data (an episode folder) or data.shards (tar shards)")
         if shards is not None and tokens:
             raise ValueError("data: cached tokens (data.tokens) need an episode folder, not shards")
-        if within_episodes and (tokens or shards is not None):
-            raise ValueError("data: within_episodes cuts clips from an episode folder's files; cached tokens "
-                             "(data.tokens) and shards hold windows cut already: turn one of them off")
+        if not across_episode_ends and (tokens or shards is not None):
+            raise ValueError("data: across_episode_ends: false cuts clips from an episode folder's files; cached "
+                             "tokens (data.tokens) and shards hold windows cut already: set one of them back")
         if data is not None and not os.path.isdir(data):
             raise FileNotFoundError(f"data: episode folder {data} does not exist; make one with "
                                     "`opengenie data coinrun --out DIR ...`")
         self.data, self.shards, self.seq_len, self.frame_skip = data, shards, seq_len, frame_skip
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.train_split, self.val_split, self.tokens = train_split, val_split, tokens
-        self.within_episodes = within_episodes
+        self.across_episode_ends = across_episode_ends
         self.consumed = 0  # clips of the training stream consumed, all ranks together
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -159,7 +160,7 @@ class GenieDataModule(L.LightningDataModule):
 
             return TokenClipDataset(self.data, self.seq_len, self.frame_skip, split=split)
         return EpisodeClipDataset(self.data, self.seq_len, self.frame_skip, split=split, seed=self.seed,
-                                  within_episodes=self.within_episodes)
+                                  across_episode_ends=self.across_episode_ends)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and self.shards is None:
@@ -171,7 +172,8 @@ class GenieDataModule(L.LightningDataModule):
             except ValueError:  # episodes all shorter than a clip
                 self.val_set = None
             if self.val_set is None or len(self.val_set) == 0:
-                rank_zero_warn(f"data: no clips in split {self.val_split!r} of {self.data}; validation is off")
+                cut = "" if self.across_episode_ends else " within episodes (data.across_episode_ends: false)"
+                rank_zero_warn(f"data: no clips{cut} in split {self.val_split!r} of {self.data}; validation is off")
                 self.val_set = None
 
     def _rank(self) -> tuple[int, int]:
@@ -218,10 +220,13 @@ class GenieDataModule(L.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict:
-        return {"consumed": self.consumed, "seed": self.seed}
+        return {"consumed": self.consumed, "seed": self.seed, "across_episode_ends": self.across_episode_ends}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("seed", self.seed) != self.seed:
             rank_zero_warn(f"data: resuming with seed {self.seed}, the checkpoint was made with "
                            f"{state['seed']}; the clip order changes from here")
+        if state.get("across_episode_ends", True) != self.across_episode_ends:
+            rank_zero_warn(f"data: resuming with across_episode_ends {self.across_episode_ends}, the checkpoint was "
+                           f"made with {state.get('across_episode_ends', True)}; the clips change from here")
         self.consumed = int(state["consumed"])

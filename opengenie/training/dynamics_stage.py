@@ -2,6 +2,10 @@
 the dynamics model are then co-trained"): the latent action model (its own reconstruction + VQ
 loss) and the dynamics model, on the FROZEN tokenizer's tokens and the action model's
 stop-gradient actions. It runs in the one loop of `loop.py`.
+
+The model sizes come from a preset name plus overrides (or from the world it starts from); the
+resolved configs, the frozen tokenizer's among them, are saved in the checkpoint's
+hyper-parameters (`genie_config`), so a checkpoint is complete on its own.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from opengenie.latent_action import LatentActionModel
 from opengenie.tokenizer import VideoTokenizer, same_tokens
 from opengenie.training.checkpoints import (config_dict, genie_from_checkpoints, load_tokenizer, resolve_config,
                                             tokenizer_fingerprint)
-from opengenie.training.loop import GenieStage, StepLoss, count, psnr
+from opengenie.training.loop import GenieStage, StepLoss, count, psnr_of_mse
 from opengenie.training.schedule import Schedule
 
 
@@ -154,7 +158,7 @@ class DynamicsModule(GenieStage):
         loss = dyn.loss + self.hparams.action_loss_weight * lam.loss
         logs = {"loss": loss, "dynamics/cross_entropy": dyn.loss, "dynamics/accuracy": dyn.accuracy,
                 "dynamics/mask_rate": dyn.mask_rate, "action/loss": lam.loss, "action/recon": lam.parts.recon,
-                "action/psnr": psnr(lam.parts.recon.detach()), "action/quant": lam.parts.quant,
+                "action/psnr": psnr_of_mse(lam.parts.recon.detach()), "action/quant": lam.parts.quant,
                 "action/perplexity": lam.parts.perplexity, "action/usage": lam.parts.usage}
         if self.training:
             logs["action/restarted"] = count(self.action_model.quantizer.restarted_codes)

@@ -1,8 +1,9 @@
 """The one training loop (STYLE §9): every stage is a `GenieStage` that says what it trains.
 
-A stage (`tokenizer_stage.py`, `dynamics_stage.py`) supplies `compute_loss` and `trained_modules`; the loop, the
-optimisers and schedules, gradient clipping, logging, the finite-loss check that names the
-step, and the random state that makes a resumed run repeat the uninterrupted one live here.
+A stage (`tokenizer_stage.py`, `dynamics_stage.py`) supplies `compute_loss` and
+`trained_modules`; the loop, the optimisers and schedules, gradient clipping, logging, the
+finite-loss check that names the step, and the random state that makes a resumed run repeat
+the uninterrupted one live here.
 
 Exact resumption: every random draw of a training step (MaskGIT masks, dead-code restarts,
 k-means, warm-up noise, LFQ's sampled positions, the GAN's frames, dropout) comes from the
@@ -41,7 +42,7 @@ class StepLoss:
     logs: dict[str, torch.Tensor]
 
 
-def psnr(mse: torch.Tensor) -> torch.Tensor:
+def psnr_of_mse(mse: torch.Tensor) -> torch.Tensor:
     """PSNR in dB of videos in [-1, 1] (peak-to-peak 2) from their mean squared error, to log."""
     return 10 * torch.log10(4.0 / mse.clamp(min=1e-10))
 

@@ -1,6 +1,9 @@
 """Stage 1 of Genie's training as a LightningModule: the video tokenizer (Genie §2.2: "we first
 train the video tokenizer"), by the VQ-VAE loss; the MagViT-2 variant with gan_loss_weight > 0
 also trains its discriminator, by its own optimiser. It runs in the one loop of `loop.py`.
+
+The model sizes come from a preset name plus overrides; the resolved configs are saved in the
+checkpoint's hyper-parameters (`genie_config`), so a checkpoint is complete on its own.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from torch import nn
 from opengenie.config import TokenizerConfig
 from opengenie.tokenizer import DECODER_FIELDS, VideoTokenizer, criterion_for, same_tokens
 from opengenie.training.checkpoints import config_dict, load_tokenizer, parts_from_dict, resolve_config
-from opengenie.training.loop import GenieStage, StepLoss, count, psnr
+from opengenie.training.loop import GenieStage, StepLoss, count, psnr_of_mse
 from opengenie.training.schedule import Schedule
 
 
@@ -102,8 +105,8 @@ class TokenizerModule(GenieStage):
 
     def compute_loss(self, batch: dict, generator: torch.Generator | None = None) -> StepLoss:
         loss, parts = self.tokenizer(batch["video"], criterion=self.criterion)
-        logs = {"loss": loss, "recon": parts.recon, "psnr": psnr(parts.recon.detach()), "quant": parts.quant,
-                "codebook/perplexity": parts.perplexity, "codebook/usage": parts.usage}
+        logs = {"loss": loss, "recon": parts.recon, "psnr": psnr_of_mse(parts.recon.detach()),
+                "quant": parts.quant, "codebook/perplexity": parts.perplexity, "codebook/usage": parts.usage}
         if self.criterion is not None and self.criterion.perceptual is not None:
             logs["perceptual"] = parts.perceptual
         if self._discriminator is not None:
