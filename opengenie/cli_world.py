@@ -64,8 +64,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompts", type=POSITIVE, default=16, help="held-out prompt frames of the playability report")
     p.add_argument("--hold-steps", type=bounded(int, 1, 1000), default=12,
                    help="steps each action is held in the playability report")
-    p.add_argument("--fvd-precision", default="bf16", choices=["bf16", "fp32"],
-                   help="I3D under bf16 autocast (default: 2x faster, FVD within 0.4%%) or in fp32")
+    p.add_argument("--fvd-precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="I3D under bf16 autocast (2x faster where bf16 is native, FVD within 0.4%%) or in fp32; "
+                        "auto: bf16 on a GPU or a CPU with AVX-512 BF16 / AMX, else fp32")
     p.add_argument("--maskgit-steps", type=STEPS, default=None,
                    help="MaskGIT iterations per generated frame (default: the world's own)")
     p.add_argument("--across-episode-ends", action="store_true",

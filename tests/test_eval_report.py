@@ -10,6 +10,7 @@ from opengenie import Genie, presets
 from opengenie.cli import main
 from opengenie.data import generate_coinrun
 from opengenie.features import weights
+from opengenie.evaluation.evaluate import fvd_precision_for
 from opengenie.evaluation.report import run_eval
 
 KEYS = {
@@ -127,6 +128,15 @@ def test_fvd_of_sixteen_frame_rollouts(coinrun, model, tmp_path):
                  hold_steps=2, progress=False)
     assert m["fvd"]["clips"] == 4 and m["fvd"]["frames"] == 16 and m["fvd"]["half_clips"] == [2, 2]
     assert all(0 < m["fvd"][k] < float("inf") for k in ("inferred", "copy", "real_vs_real", "inferred_half"))
+    assert m["settings"]["fvd_precision"] == fvd_precision_for(torch.device("cpu"))  # "auto", resolved
+
+
+def test_fvd_precision_auto_takes_bf16_only_where_it_is_native():
+    """auto: bf16 on a GPU; on a CPU only with AVX-512 BF16 or AMX (emulated bf16 is many times slower)."""
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert fvd_precision_for(torch.device("cpu")) == ("bf16" if native else "fp32")
+    assert fvd_precision_for(torch.device("cuda")) == "bf16"
+    assert fvd_precision_for(torch.device("meta")) == "fp32"
 
 
 def test_clips_stay_within_one_episode(tmp_path):

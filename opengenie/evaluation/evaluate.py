@@ -36,9 +36,11 @@ from opengenie.genie import Genie
 SKIPPABLE = ("fvd", "lpips")  # the two that need pretrained networks (and most of the time)
 FVD_MIN_FRAMES = 9  # I3D's temporal receptive field; FVD convention is 16
 VIDEOS = ("reconstruction", "copy", "inferred", "random")
-# I3D under bf16 autocast: 2.1x faster on a CPU and FVD within 0.4 % of fp32 on CoinRun clips
-# (bench/fvd_precision.py: real vs real 419.3 against 417.7, real vs frozen 643.0 against 641.9).
-FVD_PRECISIONS = ("bf16", "fp32")
+# I3D under bf16 autocast: 2.1x faster on a CPU with native bf16 and FVD within 0.4 % of fp32 on
+# CoinRun clips (bench/fvd_precision.py: real vs real 419.3 against 417.7, real vs frozen 643.0
+# against 641.9). A CPU without it (AVX2 only) emulates bf16 and is many times slower than fp32,
+# so "auto" takes bf16 only where it is native.
+FVD_PRECISIONS = ("auto", "bf16", "fp32")
 FVD_VIDEOS = ("copy", "inferred")  # I3D is most of eval's time: ceiling and random rollouts are left to PSNR
 
 
@@ -98,11 +100,24 @@ def check_clips(clips, skip: tuple[str, ...]) -> int:
     return frames
 
 
+def fvd_precision_for(device: torch.device) -> str:
+    """"bf16" on a GPU or a CPU that computes bf16 natively (AVX-512 BF16 or AMX), else "fp32"."""
+    if device.type == "cuda":
+        return "bf16"
+    if device.type != "cpu":
+        return "fp32"
+    cpu = torch.cpu  # private probes: a torch without them is treated as having no native bf16
+    native = (getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+              or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+    return "bf16" if native else "fp32"
+
+
 @torch.no_grad()
 def evaluate_world(world: Genie, clips, seed: int = 0, batch_size: int = 8,
                    skip: tuple[str, ...] = (), progress: bool = True,
-                   fvd_precision: str = "bf16") -> tuple[dict, Samples, dict]:
+                   fvd_precision: str = "auto") -> tuple[dict, Samples, dict]:
     """All clip metrics over `clips`, a sequence of dataset items {"video": (C, T, H, W), "actions"?: (T,)}.
+    fvd_precision: I3D's precision, "bf16", "fp32" or "auto" (`fvd_precision_for` the world's device).
 
     Returns (metrics, samples, per_clip): metrics is a JSON-ready dict (see `docs/eval_report.md`),
     samples the first batch's videos for figures, per_clip the per-clip values behind every mean.
@@ -113,6 +128,8 @@ def evaluate_world(world: Genie, clips, seed: int = 0, batch_size: int = 8,
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     device = next(world.parameters()).device
+    if fvd_precision == "auto":
+        fvd_precision = fvd_precision_for(device)
     world.eval()
     lpips = i3d = None
     if "lpips" not in skip:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from opengenie.engine import check_sampling
-from opengenie.evaluation.evaluate import SKIPPABLE, check_clips, evaluate_world, finite_or_text, select_clips
+from opengenie.evaluation.evaluate import (SKIPPABLE, check_clips, evaluate_world, finite_or_text, fvd_precision_for,
+                                         select_clips)
 from opengenie.evaluation.figures import (action_grid_rows, motion_chart, psnr_chart, reconstruction_rows,
                                           rollout_rows, save_grid)
 from opengenie.evaluation.markdown import markdown
@@ -171,7 +172,7 @@ def playability(world: Genie, data: Path, ds, clips, prompts: int, steps: int, s
 def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test", num_clips: int = 256,
              frames: int = 16, seed: int = 0, batch_size: int = 16, out: str | Path = "out/eval",
              skip: tuple[str, ...] = (), device: str | None = None, prompts: int = 16,
-             hold_steps: int = HOLD_STEPS, fvd_precision: str = "bf16", maskgit_steps: int | None = None,
+             hold_steps: int = HOLD_STEPS, fvd_precision: str = "auto", maskgit_steps: int | None = None,
              across_episode_ends: bool = False, progress: bool = True) -> dict:
     """Evaluate the world saved in `model` on `num_clips` clips of `frames` frames from the
     `split` episodes of `data` (None: every episode); write metrics.json, per_clip.json,
@@ -186,6 +187,8 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
                                       "prompts": prompts, "hold_steps": hold_steps})
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     world = Genie.from_pretrained(model, device=device)
+    if fvd_precision == "auto":  # resolved here so that settings record what ran
+        fvd_precision = fvd_precision_for(torch.device(device))
     if maskgit_steps is not None:
         check_sampling(maskgit_steps, None)
         world.dynamics.config = replace(world.dynamics.config, maskgit_steps=maskgit_steps)
