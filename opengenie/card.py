@@ -76,6 +76,21 @@ def find_metrics(world: str | Path) -> Path | None:
     return None
 
 
+def weights_digest(world: str | Path) -> str:
+    """sha256 of a world's model.safetensors: `opengenie eval` records it (`settings.weights_sha256`)
+    so that an evaluation can be told apart from one of weights exported over it since."""
+    from opengenie.features.weights import sha256_file
+
+    return sha256_file(Path(world) / "model.safetensors")
+
+
+def measures_these_weights(world: str | Path, metrics: dict) -> bool:
+    """Whether `metrics` (an `opengenie eval` metrics.json) measured the weights saved in `world`
+    now. An evaluation that records no digest (written before it was recorded) is taken as it is."""
+    recorded = metrics.get("settings", {}).get("weights_sha256")
+    return recorded is None or recorded == weights_digest(world)
+
+
 def _num(value, digits: int = 1) -> str:
     return "—" if value is None else value if isinstance(value, str) else f"{value:.{digits}f}".replace("-", "−")
 
@@ -208,6 +223,8 @@ def _stage(ckpt: Path, name: str) -> tuple[str, dict, str | None]:
             line += f" in {minutes:,.0f} min" + (" (first start to last checkpoint)" if len(configs) > 1 else "")
     if data.get("batch_size") and data.get("seq_len"):
         line += f" of {data['batch_size']} × {data['seq_len']} frames"
+        if data.get("across_episode_ends") is False:
+            line += " within episodes"
     return line, data, args.get("init")
 
 
@@ -265,15 +282,23 @@ def provenance_from_checkpoints(dynamics: str | Path, tokenizer: str | Path | No
 def card(world: str | Path, metrics: dict | str | Path | None = None, provenance: dict | None = None,
          name: str | None = None, measured: dict | None = None) -> str:
     """The card of the world saved in `world` as Markdown. `metrics`: an `opengenie eval` metrics.json
-    (dict or path; default: one kept in the world's folder); `provenance`: what is known of its making,
+    (dict or path; default: one kept in the world's folder, left out when it measured other
+    weights; given ones of other weights are refused); `provenance`: what is known of its making,
     keys `data`, `training`, `machine` (one line each), shown in the summary table; `measured`: the
     result of `opengenie.evaluation.labels.label_world` (the motion behind each label)."""
     world = Path(world)
     config = json.loads((world / "config.json").read_text())
-    if metrics is None:
-        metrics = find_metrics(world)
-    if isinstance(metrics, (str, Path)):
-        metrics = json.loads(Path(metrics).read_text())
+    stale = None  # an evaluation kept in the folder that measured weights exported over since
+    if metrics is None and (kept := find_metrics(world)) is not None:
+        metrics = json.loads(kept.read_text())
+        if not measures_these_weights(world, metrics):
+            metrics, stale = None, kept
+    elif metrics is not None:
+        if isinstance(metrics, (str, Path)):
+            metrics = json.loads(Path(metrics).read_text())
+        if not measures_these_weights(world, metrics):
+            raise ValueError(f"the metrics given measured other weights than {world / 'model.safetensors'} "
+                             "(their settings.weights_sha256 differs): evaluate this world with `opengenie eval`")
     parameters, dtype = weights_summary(world) if (world / "model.safetensors").is_file() else (None, None)
     p = provenance or {}
     rows = [("model", model_line(config, parameters, dtype))]
@@ -286,6 +311,10 @@ def card(world: str | Path, metrics: dict | str | Path | None = None, provenance
              "## What its actions do", "", *_actions(config, metrics, measured), ""]
     if metrics is not None:
         lines += ["## Evaluation", "", *_evaluation(metrics), ""]
+    elif stale is not None:
+        lines += ["## Evaluation", "", f"`{stale.relative_to(world)}` measured other weights than this folder's "
+                  "(a world exported over them since), so this card leaves it out: `opengenie eval --model "
+                  f"{world} --data DATA --out {stale.parent}` measures these and refreshes this card.", ""]
     lines += ["## Limitations", "", *_limitations(config, metrics), ""]
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from opengenie import Genie, presets
-from opengenie.card import GENERATED, card, provenance_from_checkpoints, write_card
+from opengenie.card import GENERATED, card, provenance_from_checkpoints, weights_digest, write_card
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("still", "walk right", "walk left", "jump", "fall", "still 2", "jump right", "jump left")
@@ -66,36 +67,48 @@ def test_card_lists_the_configs_labels_keys_and_sizes(world):
 
 def test_card_shows_the_evaluation_beside_its_baselines(world, tmp_path):
     """With a real `opengenie eval` metrics.json the card holds each video's PSNR (world, random, copy,
-    tokenizer), the held-action motion beside the real game's keys, and limitations drawn from them."""
+    tokenizer), the held-action motion beside the real game's keys, and limitations drawn from them.
+    An evaluation kept with the world rewrites its generated card; one of other weights is left out."""
     from opengenie.data import generate_coinrun
     from opengenie.evaluation.report import run_eval
 
     path, _ = world
     data = tmp_path / "coinrun"
     generate_coinrun(data, levels=3, steps_per_level=24, start_level=51)
-    m = run_eval(path, data, split=None, num_clips=2, frames=8, seed=0, batch_size=2, out=tmp_path / "eval",
-                 skip=("fvd", "lpips"), prompts=1, hold_steps=2, progress=False)
-    text = card(path, metrics=tmp_path / "eval" / "metrics.json")
-    (psnr,) = _rows(text, "| | world, inferred actions")
-    for cell, key in zip(psnr[1:], ("inferred", "random", "copy", "reconstruction")):
-        assert cell.startswith(f"{m['videos'][key]['psnr']['mean']:.2f}".replace("-", "−") + " [")
-    motion = _rows(text, "| action | label | key | dx | dy | broken |")
-    assert [r[1] for r in motion[:len(LABELS)]] == list(LABELS)
-    # The stored labels come from other prompts: the last column is what these rows read as.
-    assert [r[6] for r in motion[:len(LABELS)]] == [a["label"] for a in m["playability"]["actions"]]
-    assert [r[0] for r in motion[len(LABELS):]] == ["real RIGHT", "real LEFT", "real UP", "real none"]
-    assert motion[0][3] == f"{m['playability']['actions'][0]['dx_total']:.1f}".replace("-", "−")
-    assert f"ΔtPSNR@{m['controllability']['t']}" in text
-    worst = max(m["playability"]["actions"], key=lambda r: r["broken"])
-    # Named only when some frame broke.
-    assert (f"Up to {worst['broken']:.1%} of an action's frames visibly break" in text) == (worst["broken"] > 0)
-    # Kept beside the world, the same metrics are found without being named.
-    (path / "eval").mkdir(exist_ok=True)
-    (path / "eval" / "metrics.json").write_text((tmp_path / "eval" / "metrics.json").read_text())
+    readme = path / "README.md"
+    write_card(path)  # a generated card, without an evaluation yet
     try:
-        assert card(path) == text
+        m = run_eval(path, data, split=None, num_clips=2, frames=8, seed=0, batch_size=2, out=path / "eval",
+                     skip=("fvd", "lpips"), prompts=1, hold_steps=2, progress=False)
+        assert m["settings"]["weights_sha256"] == weights_digest(path)
+        text = card(path, metrics=path / "eval" / "metrics.json")
+        (psnr,) = _rows(text, "| | world, inferred actions")
+        for cell, key in zip(psnr[1:], ("inferred", "random", "copy", "reconstruction")):
+            assert cell.startswith(f"{m['videos'][key]['psnr']['mean']:.2f}".replace("-", "−") + " [")
+        motion = _rows(text, "| action | label | key | dx | dy | broken |")
+        assert [r[1] for r in motion[:len(LABELS)]] == list(LABELS)
+        # The stored labels come from other prompts: the last column is what these rows read as.
+        assert [r[6] for r in motion[:len(LABELS)]] == [a["label"] for a in m["playability"]["actions"]]
+        assert [r[0] for r in motion[len(LABELS):]] == ["real RIGHT", "real LEFT", "real UP", "real none"]
+        assert motion[0][3] == f"{m['playability']['actions'][0]['dx_total']:.1f}".replace("-", "−")
+        assert f"ΔtPSNR@{m['controllability']['t']}" in text
+        worst = max(m["playability"]["actions"], key=lambda r: r["broken"])
+        # Named only when some frame broke.
+        assert (f"Up to {worst['broken']:.1%} of an action's frames visibly break" in text) == (worst["broken"] > 0)
+        # Kept beside the world, the same metrics are found without being named, and the eval wrote them in.
+        assert card(path) == text and readme.read_text() == text
+        # Weights exported over the folder since: the kept evaluation is not theirs, and the card says so.
+        stale = json.loads((path / "eval" / "metrics.json").read_text())
+        stale["settings"]["weights_sha256"] = "0" * 64
+        (path / "eval" / "metrics.json").write_text(json.dumps(stale))
+        left = card(path)
+        assert "| PSNR" not in left and "`eval/metrics.json` measured other weights" in left
+        assert f"opengenie eval --model {path} --data DATA --out {path / 'eval'}" in left
+        with pytest.raises(ValueError, match="other weights"):
+            card(path, metrics=stale)
     finally:
-        (path / "eval" / "metrics.json").unlink()
+        shutil.rmtree(path / "eval", ignore_errors=True)
+        readme.unlink(missing_ok=True)
 
 
 def test_write_card_refreshes_generated_cards_and_keeps_hand_written_ones(world, tmp_path):
@@ -167,12 +180,13 @@ def test_export_writes_the_card(tmp_path):
     labels = json.loads((tmp_path / "w" / "config.json").read_text())["action_labels"]
     assert [r[1] for r in _rows(text, "| action | label | key | dx | dy |")] == labels
     assert f"| training | {known['training']} |" in text
-    # Stage 2 trained further from the saved world: the new card tells both runs.
-    main(args("dynamics/tiny.yaml", tmp_path / "more", "--data.tokens", "false",
+    # Stage 2 trained further from the saved world, on clips cut at episode ends: the new card tells both runs.
+    main(args("dynamics/tiny.yaml", tmp_path / "more", "--data.tokens", "false", "--data.across_episode_ends", "false",
               "--model.init_args.tokenizer", str(tokenizer), "--model.init_args.init", str(tmp_path / "w")),
          stage="dynamics")
     further = provenance_from_checkpoints(tmp_path / "more" / "ckpt" / "last.ckpt")
     assert further["training"].startswith(f"{known['training']}; then trained further: stage 2 (action model + dynamics) 2 steps")
+    assert further["training"].endswith("of 2 × 4 frames within episodes") and "within episodes" not in known["training"]
     # Its decoder trained further from the same world too: the world's runs are told once, then both new ones.
     main(args("tokenizer/tiny.yaml", tmp_path / "dec", "--model.init_args.init", str(tmp_path / "w"),
               "--model.init_args.train_part", "decoder", "--model.init_args.warmup_steps", "1"), stage="tokenizer")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from opengenie.card import weights_digest, write_card
 from opengenie.engine import check_sampling
 from opengenie.evaluation.evaluate import (SKIPPABLE, check_clips, evaluate_world, finite_or_text, fvd_precision_for,
                                          select_clips)
@@ -178,7 +179,9 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     `split` episodes of `data` (None: every episode); write metrics.json, per_clip.json,
     report.md and the figures to `out`. `maskgit_steps`: MaskGIT iterations per generated frame
     (None: the world's own), to measure what fewer steps cost. `across_episode_ends`: let clips
-    run across the end of an episode (by default every clip stays within one).
+    run across the end of an episode (by default every clip stays within one). With `out` the
+    world's own folder or its `eval/`, the world's generated card (README.md) is rewritten with
+    this evaluation.
 
     Returns the metrics dict (as written to metrics.json, non-finite floats as strings).
     """
@@ -222,7 +225,8 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     motion_chart(metrics["playability"]).save(out / FIGURES["motion"])
     c = world.config
     metrics["settings"] = {
-        "model": str(model.resolve()), "data": str(data.resolve()), "split": split or "all",
+        "model": str(model.resolve()), "weights_sha256": weights_digest(model), "data": str(data.resolve()),
+        "split": split or "all",
         "num_clips": len(clips), "num_clips_requested": num_clips, "frames": frames,
         "clips_across_episode_ends": across_episode_ends,
         "frame_skip": world.config.frame_skip,
@@ -240,4 +244,6 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "per_clip.json").write_text(json.dumps(finite_or_text(per_clip)) + "\n")
     (out / "report.md").write_text(markdown(metrics))
+    if out.resolve() in (model.resolve(), (model / "eval").resolve()):
+        write_card(model)  # kept with the world: its generated card shows this evaluation
     return metrics
