@@ -13,6 +13,7 @@ Nothing here imports torch: a card is text over JSON files and a safetensors hea
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from math import prod
@@ -68,27 +69,58 @@ def data_line(manifest: dict, folder: str | None = None) -> str:
     return ", ".join(parts) + (f" (`{folder}`)" if folder else "")
 
 
+KEPT_METRICS = ("metrics.json", "eval/metrics.json")  # where a world keeps its evaluation, first found first
+
+
 def find_metrics(world: str | Path) -> Path | None:
-    """An evaluation kept with the world: `metrics.json` or `eval/metrics.json` in its folder."""
-    for candidate in (Path(world) / "metrics.json", Path(world) / "eval" / "metrics.json"):
-        if candidate.is_file():
-            return candidate
-    return None
+    """An evaluation kept with the world (`metrics.json` or `eval/metrics.json` in its folder) of
+    the weights saved there now, or None."""
+    return _kept_evaluation(Path(world))[0]
 
 
-def weights_digest(world: str | Path) -> str:
-    """sha256 of a world's model.safetensors: `opengenie eval` records it (`settings.weights_sha256`)
-    so that an evaluation can be told apart from one of weights exported over it since."""
-    from opengenie.features.weights import sha256_file
+def _kept_evaluation(world: Path) -> tuple[Path | None, Path | None]:
+    """(the first kept evaluation of these weights, else None; the first kept one of other weights)."""
+    kept = [world / name for name in KEPT_METRICS if (world / name).is_file()]
+    ours = [path for path in kept if measures_these_weights(world, json.loads(path.read_text()))]
+    return (ours[0] if ours else None), next((path for path in kept if path not in ours), None)
 
-    return sha256_file(Path(world) / "model.safetensors")
+
+def weights_digest(world: str | Path) -> str | None:
+    """sha256 of a world's model.safetensors (None without one): `opengenie eval` records it
+    (`settings.weights_sha256`) so that an evaluation is told apart from weights exported over it."""
+    path = Path(world) / "model.safetensors"
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def measures_these_weights(world: str | Path, metrics: dict) -> bool:
     """Whether `metrics` (an `opengenie eval` metrics.json) measured the weights saved in `world`
-    now. An evaluation that records no digest (written before it was recorded) is taken as it is."""
+    now. One that records no digest (written before it was recorded; `mark_kept_evaluations`
+    stamps those before an export replaces the weights), or a folder without weights, cannot tell."""
     recorded = metrics.get("settings", {}).get("weights_sha256")
-    return recorded is None or recorded == weights_digest(world)
+    return recorded is None or (digest := weights_digest(world)) is None or recorded == digest
+
+
+def mark_kept_evaluations(world: str | Path) -> list[Path]:
+    """Before new weights are written over `world`: stamp every evaluation kept there that records
+    no digest with the digest of the weights it was kept with, so that cards written afterwards
+    leave it out. Returns the files stamped."""
+    world, stamped = Path(world), []
+    digest = weights_digest(world)
+    for path in (world / name for name in KEPT_METRICS):
+        if digest is None or not path.is_file():
+            continue
+        metrics = json.loads(path.read_text())
+        if "weights_sha256" not in metrics.setdefault("settings", {}):
+            metrics["settings"]["weights_sha256"] = digest
+            path.write_text(json.dumps(metrics, indent=2) + "\n")
+            stamped.append(path)
+    return stamped
 
 
 def _num(value, digits: int = 1) -> str:
@@ -142,9 +174,12 @@ def _actions(config: dict, metrics: dict | None, measured: dict | None) -> list[
     return lines
 
 
-def _evaluation(m: dict) -> list[str]:
+def _evaluation(m: dict, config: dict) -> list[str]:
     s, videos, fvd, ctl = m["settings"], m["videos"], m.get("fvd"), m["controllability"]
     across = " --across-episode-ends" if s.get("clips_across_episode_ends", True) else ""  # older files: across
+    steps = s.get("maskgit_steps")
+    if steps is not None and steps != config["dynamics"]["maskgit_steps"]:  # not the world's own sampling
+        across += f" --maskgit-steps {steps}"
     lines = [f"`opengenie eval --data {s['data']} --split {s['split']}{across}` ({s['num_clips']} clips of {s['frames']} "
              "frames; bootstrap 95 % intervals):", "",
              "| | " + " | ".join(name for _, name in VIDEOS) + " |", "|---|" + "---|" * len(VIDEOS),
@@ -289,11 +324,10 @@ def card(world: str | Path, metrics: dict | str | Path | None = None, provenance
     world = Path(world)
     config = json.loads((world / "config.json").read_text())
     stale = None  # an evaluation kept in the folder that measured weights exported over since
-    if metrics is None and (kept := find_metrics(world)) is not None:
-        metrics = json.loads(kept.read_text())
-        if not measures_these_weights(world, metrics):
-            metrics, stale = None, kept
-    elif metrics is not None:
+    if metrics is None:
+        kept, stale = _kept_evaluation(world)
+        metrics = json.loads(kept.read_text()) if kept is not None else None
+    else:
         if isinstance(metrics, (str, Path)):
             metrics = json.loads(Path(metrics).read_text())
         if not measures_these_weights(world, metrics):
@@ -310,11 +344,13 @@ def card(world: str | Path, metrics: dict | str | Path | None = None, provenance
              "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], "",
              "## What its actions do", "", *_actions(config, metrics, measured), ""]
     if metrics is not None:
-        lines += ["## Evaluation", "", *_evaluation(metrics), ""]
+        lines += ["## Evaluation", "", *_evaluation(metrics, config), ""]
     elif stale is not None:
+        then = json.loads(stale.read_text())["settings"]
         lines += ["## Evaluation", "", f"`{stale.relative_to(world)}` measured other weights than this folder's "
                   "(a world exported over them since), so this card leaves it out: `opengenie eval --model "
-                  f"{world} --data DATA --out {stale.parent}` measures these and refreshes this card.", ""]
+                  f"{world} --data {then.get('data', 'DATA')} --split {then.get('split', 'all')} --out {stale.parent}` "
+                  "measures these and refreshes this card.", ""]
     lines += ["## Limitations", "", *_limitations(config, metrics), ""]
     return "\n".join(lines)
 

@@ -179,9 +179,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="prompt frames each action is held from (as `opengenie label --prompts`)")
 
     def run(args: argparse.Namespace) -> None:
-        from opengenie.card import provenance_from_checkpoints, write_card
+        from opengenie.card import mark_kept_evaluations, provenance_from_checkpoints, write_card
         from opengenie.training.checkpoints import export
 
+        for path in mark_kept_evaluations(args.out):  # they measured the weights about to be replaced
+            print(f"{path} measured the weights this export replaces: its sha256 is now recorded in it, and the "
+                  "card leaves it out until `opengenie eval --out` measures the new ones")
         out = export(args.dynamics, args.out, tokenizer=args.tokenizer, dtype=args.dtype, frame_skip=args.frame_skip)
         print(f"wrote {out} (load it with opengenie.Genie.from_pretrained({str(out)!r}))")
         measured = None

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from opengenie import Genie, presets
-from opengenie.card import GENERATED, card, provenance_from_checkpoints, weights_digest, write_card
+from opengenie.card import (GENERATED, _provenance_rows, card, mark_kept_evaluations, provenance_from_checkpoints,
+                            weights_digest, write_card)
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("still", "walk right", "walk left", "jump", "fall", "still 2", "jump right", "jump left")
@@ -103,9 +104,30 @@ def test_card_shows_the_evaluation_beside_its_baselines(world, tmp_path):
         (path / "eval" / "metrics.json").write_text(json.dumps(stale))
         left = card(path)
         assert "| PSNR" not in left and "`eval/metrics.json` measured other weights" in left
-        assert f"opengenie eval --model {path} --data DATA --out {path / 'eval'}" in left
+        assert f"opengenie eval --model {path} --data {data.resolve()} --split all --out {path / 'eval'}`" in left
         with pytest.raises(ValueError, match="other weights"):
             card(path, metrics=stale)
+        # A fresh one in eval/ wins over a stale one kept beside it.
+        (path / "metrics.json").write_text(json.dumps(stale))
+        (path / "eval" / "metrics.json").write_text(json.dumps(m))
+        assert card(path) == text
+        (path / "metrics.json").unlink()
+        # Sampled at other MaskGIT steps than the world's: the card's command says so.
+        other = json.loads(json.dumps(m))
+        other["settings"]["maskgit_steps"] += 1
+        assert f"--maskgit-steps {other['settings']['maskgit_steps']}`" in card(path, metrics=other)
+        # One written before digests were recorded is taken; an export stamps it with the weights it
+        # replaces, so the card of the new weights leaves it out.
+        legacy = json.loads(json.dumps(m))
+        del legacy["settings"]["weights_sha256"]
+        (path / "eval" / "metrics.json").write_text(json.dumps(legacy))
+        assert card(path) == text
+        copy = shutil.copytree(path, tmp_path / "copy")
+        assert mark_kept_evaluations(copy) == [copy / "eval" / "metrics.json"] and mark_kept_evaluations(copy) == []
+        torch.manual_seed(1)
+        Genie(Genie.from_pretrained(copy).config).save_pretrained(copy, dtype=torch.float16)  # other weights
+        left = card(copy)
+        assert "| PSNR" not in left and f"--data {data.resolve()} --split all --out {copy / 'eval'}`" in left
     finally:
         shutil.rmtree(path / "eval", ignore_errors=True)
         readme.unlink(missing_ok=True)
@@ -129,7 +151,7 @@ def test_write_card_refreshes_generated_cards_and_keeps_hand_written_ones(world,
 
 
 @pytest.mark.parametrize("name", ["coinrun-small", "coinrun-wander"])
-def test_bundled_cards_match_their_config(name):
+def test_bundled_cards_match_their_config(name, monkeypatch):
     """The bundled worlds' hand-written cards have the generated card's summary rows and label every
     action as their config.json does."""
     path = ROOT / "worlds" / name
@@ -142,6 +164,9 @@ def test_bundled_cards_match_their_config(name):
         params = re.search(r"(\d+\.\d)M parameters, (\w+)", generated).groups()
         assert f"{params[0]}M parameters, {params[1]}" in hand
         assert "frame step" in hand and f"`frame_skip` {config['frame_skip']}" in hand
+    if GENERATED in hand:  # coinrun-wander's: written from its files, its evaluation of these very weights
+        monkeypatch.chdir(ROOT)  # the card names the world by the path it was written with
+        assert card(Path("worlds", name), provenance=_provenance_rows(hand)) == hand and "| PSNR frames" in hand
 
 
 def test_export_writes_the_card(tmp_path):

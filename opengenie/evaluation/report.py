@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from opengenie.card import weights_digest, write_card
+from opengenie.card import CARD_FILE, weights_digest, write_card
 from opengenie.engine import check_sampling
 from opengenie.evaluation.evaluate import (SKIPPABLE, check_clips, evaluate_world, finite_or_text, fvd_precision_for,
                                          select_clips)
@@ -180,8 +180,8 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     report.md and the figures to `out`. `maskgit_steps`: MaskGIT iterations per generated frame
     (None: the world's own), to measure what fewer steps cost. `across_episode_ends`: let clips
     run across the end of an episode (by default every clip stays within one). With `out` the
-    world's own folder or its `eval/`, the world's generated card (README.md) is rewritten with
-    this evaluation.
+    world's own folder or its `eval/`, the world's generated card (README.md), where it has one,
+    is rewritten with this evaluation.
 
     Returns the metrics dict (as written to metrics.json, non-finite floats as strings).
     """
@@ -189,6 +189,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     _check_inputs(model, data, skip, {"num_clips": num_clips, "frames": frames, "batch_size": batch_size,
                                       "prompts": prompts, "hold_steps": hold_steps})
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    digest = weights_digest(model)  # of the weights loaded now, whatever is written over them meanwhile
     world = Genie.from_pretrained(model, device=device)
     if fvd_precision == "auto":  # resolved here so that settings record what ran
         fvd_precision = fvd_precision_for(torch.device(device))
@@ -225,7 +226,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     motion_chart(metrics["playability"]).save(out / FIGURES["motion"])
     c = world.config
     metrics["settings"] = {
-        "model": str(model.resolve()), "weights_sha256": weights_digest(model), "data": str(data.resolve()),
+        "model": str(model.resolve()), "weights_sha256": digest, "data": str(data.resolve()),
         "split": split or "all",
         "num_clips": len(clips), "num_clips_requested": num_clips, "frames": frames,
         "clips_across_episode_ends": across_episode_ends,
@@ -244,6 +245,6 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "per_clip.json").write_text(json.dumps(finite_or_text(per_clip)) + "\n")
     (out / "report.md").write_text(markdown(metrics))
-    if out.resolve() in (model.resolve(), (model / "eval").resolve()):
+    if out.resolve() in (model.resolve(), (model / "eval").resolve()) and (model / CARD_FILE).is_file():
         write_card(model)  # kept with the world: its generated card shows this evaluation
     return metrics
