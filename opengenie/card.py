@@ -13,11 +13,12 @@ Nothing here imports torch: a card is text over JSON files and a safetensors hea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from math import prod
 from pathlib import Path
+
+from opengenie.digest import sha256_file
 
 GENERATED = "<!-- written by `opengenie export` (opengenie.card) from config.json: edits are overwritten -->"
 CARD_FILE = "README.md"
@@ -80,8 +81,9 @@ def find_metrics(world: str | Path) -> Path | None:
 
 def _kept_evaluation(world: Path) -> tuple[Path | None, Path | None]:
     """(the first kept evaluation of these weights, else None; the first kept one of other weights)."""
+    digest = weights_digest(world)  # once: each kept file is held against it
     kept = [world / name for name in KEPT_METRICS if (world / name).is_file()]
-    ours = [path for path in kept if measures_these_weights(world, json.loads(path.read_text()))]
+    ours = [path for path in kept if _measures(json.loads(path.read_text()), digest)]
     return (ours[0] if ours else None), next((path for path in kept if path not in ours), None)
 
 
@@ -89,32 +91,31 @@ def weights_digest(world: str | Path) -> str | None:
     """sha256 of a world's model.safetensors (None without one): `opengenie eval` records it
     (`settings.weights_sha256`) so that an evaluation is told apart from weights exported over it."""
     path = Path(world) / "model.safetensors"
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path) if path.is_file() else None
 
 
 def measures_these_weights(world: str | Path, metrics: dict) -> bool:
     """Whether `metrics` (an `opengenie eval` metrics.json) measured the weights saved in `world`
     now. One that records no digest (written before it was recorded; `mark_kept_evaluations`
     stamps those before an export replaces the weights), or a folder without weights, cannot tell."""
+    return _measures(metrics, weights_digest(world))
+
+
+def _measures(metrics: dict, digest: str | None) -> bool:
     recorded = metrics.get("settings", {}).get("weights_sha256")
-    return recorded is None or (digest := weights_digest(world)) is None or recorded == digest
+    return recorded is None or digest is None or recorded == digest
 
 
 def mark_kept_evaluations(world: str | Path) -> list[Path]:
     """Before new weights are written over `world`: stamp every evaluation kept there that records
     no digest with the digest of the weights it was kept with, so that cards written afterwards
     leave it out. Returns the files stamped."""
-    world, stamped = Path(world), []
+    world = Path(world)
     digest = weights_digest(world)
-    for path in (world / name for name in KEPT_METRICS):
-        if digest is None or not path.is_file():
-            continue
+    if digest is None:  # no weights yet: nothing is replaced
+        return []
+    stamped = []
+    for path in (world / name for name in KEPT_METRICS if (world / name).is_file()):
         metrics = json.loads(path.read_text())
         if "weights_sha256" not in metrics.setdefault("settings", {}):
             metrics["settings"]["weights_sha256"] = digest
@@ -176,11 +177,11 @@ def _actions(config: dict, metrics: dict | None, measured: dict | None) -> list[
 
 def _evaluation(m: dict, config: dict) -> list[str]:
     s, videos, fvd, ctl = m["settings"], m["videos"], m.get("fvd"), m["controllability"]
-    across = " --across-episode-ends" if s.get("clips_across_episode_ends", True) else ""  # older files: across
+    flags = " --across-episode-ends" if s.get("clips_across_episode_ends", True) else ""  # older files: across
     steps = s.get("maskgit_steps")
     if steps is not None and steps != config["dynamics"]["maskgit_steps"]:  # not the world's own sampling
-        across += f" --maskgit-steps {steps}"
-    lines = [f"`opengenie eval --data {s['data']} --split {s['split']}{across}` ({s['num_clips']} clips of {s['frames']} "
+        flags += f" --maskgit-steps {steps}"
+    lines = [f"`opengenie eval --data {s['data']} --split {s['split']}{flags}` ({s['num_clips']} clips of {s['frames']} "
              "frames; bootstrap 95 % intervals):", "",
              "| | " + " | ".join(name for _, name in VIDEOS) + " |", "|---|" + "---|" * len(VIDEOS),
              f"| PSNR frames 1–{s['frames'] - 1} (dB) | " + " | ".join(_ci(videos[k]["psnr"]) for k, _ in VIDEOS) + " |"]

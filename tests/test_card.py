@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -113,21 +114,21 @@ def test_card_shows_the_evaluation_beside_its_baselines(world, tmp_path):
         assert card(path) == text
         (path / "metrics.json").unlink()
         # Sampled at other MaskGIT steps than the world's: the card's command says so.
-        other = json.loads(json.dumps(m))
+        other = copy.deepcopy(m)
         other["settings"]["maskgit_steps"] += 1
         assert f"--maskgit-steps {other['settings']['maskgit_steps']}`" in card(path, metrics=other)
         # One written before digests were recorded is taken; an export stamps it with the weights it
         # replaces, so the card of the new weights leaves it out.
-        legacy = json.loads(json.dumps(m))
+        legacy = copy.deepcopy(m)
         del legacy["settings"]["weights_sha256"]
         (path / "eval" / "metrics.json").write_text(json.dumps(legacy))
         assert card(path) == text
-        copy = shutil.copytree(path, tmp_path / "copy")
-        assert mark_kept_evaluations(copy) == [copy / "eval" / "metrics.json"] and mark_kept_evaluations(copy) == []
+        moved = shutil.copytree(path, tmp_path / "copy")
+        assert mark_kept_evaluations(moved) == [moved / "eval" / "metrics.json"] and mark_kept_evaluations(moved) == []
         torch.manual_seed(1)
-        Genie(Genie.from_pretrained(copy).config).save_pretrained(copy, dtype=torch.float16)  # other weights
-        left = card(copy)
-        assert "| PSNR" not in left and f"--data {data.resolve()} --split all --out {copy / 'eval'}`" in left
+        Genie(Genie.from_pretrained(moved).config).save_pretrained(moved, dtype=torch.float16)  # other weights
+        left = card(moved)
+        assert "| PSNR" not in left and f"--data {data.resolve()} --split all --out {moved / 'eval'}`" in left
     finally:
         shutil.rmtree(path / "eval", ignore_errors=True)
         readme.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from opengenie.digest import sha256_file
 from opengenie.features.safe_pickle import flatten_arrays, load_numpy_pickle
 
 if TYPE_CHECKING:
@@ -107,14 +108,6 @@ def load_arrays(name: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(weights_path(name)))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checksums() -> dict[str, dict[str, str]]:
