@@ -6,7 +6,7 @@ import argparse
 import math
 import re
 
-from opengenie.config_checks import MAX_STEPS, MAX_TEMPERATURE
+from opengenie.config_checks import MAX_GUIDANCE, MAX_STEPS, MAX_TEMPERATURE
 
 MAX_ROLLOUT = 10_000  # actions of one `generate` rollout: its frames are held in memory to write the video
 INT_TEXT = re.compile(r"[+-]?\d{1,18}")  # what a count or an id looks like; longer runs of digits are typos
@@ -72,6 +72,7 @@ POSITIVE = bounded(int, 1)
 NONNEGATIVE = bounded(int, 0)
 THREADS = bounded(int, 1, 1024)
 TEMPERATURE = bounded(float, 0.0, MAX_TEMPERATURE)
+GUIDANCE = bounded(float, 0.0, MAX_GUIDANCE)
 STEPS = bounded(int, 1, MAX_STEPS)
 SEED = bounded(int, 0, 2**32 - 1)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from opengenie.config_checks import (
-    MAX_CODE_DIM, MAX_CODES, MAX_DEPTH, MAX_DIM, MAX_FRAMES, MAX_SIDE, MAX_STEPS, MAX_TEMPERATURE,
+    MAX_CODE_DIM, MAX_CODES, MAX_DEPTH, MAX_DIM, MAX_FRAMES, MAX_GUIDANCE, MAX_SIDE, MAX_STEPS, MAX_TEMPERATURE,
     _check, _check_fields, _check_grid, _check_heads, _check_image, _check_range, _check_stack, _tuplify,
 )
 
@@ -233,6 +233,11 @@ class DynamicsConfig:
     """MaskGIT sampling steps per frame (Genie: 25)."""
     temperature: float = 1.0
     """Sampling temperature (Genie: 2 on Platformers, 1 on CoinRun)."""
+    action_guidance: float = 0.0
+    """Action guidance w of MaskGIT's draws (not in Genie): log p(z | a) + w (log p(z | a) −
+    log p̄(z)), p̄ the mean of p(z | b) over every latent action b, so what sets action a apart
+    from the others counts 1 + w times. 0: plain draws. Each draw then runs the network for
+    every action at once (`DynamicsModel.next_frame`)."""
     mask_rate_min: float = 0.5
     """Training mask rate is drawn from U(mask_rate_min, 1) per example (Genie: 0.5)."""
 
@@ -252,6 +257,7 @@ class DynamicsConfig:
         else:
             _check_range("dynamics: head_dim", self.head_dim, 1, MAX_DIM)
         _check_range("dynamics: temperature", self.temperature, 0, MAX_TEMPERATURE)
+        _check_range("dynamics: action_guidance", self.action_guidance, 0, MAX_GUIDANCE)
         _check_range("dynamics: maskgit_steps", self.maskgit_steps, 1, MAX_STEPS)
         _check(self.action_conditioning in ("additive", "token"),
                f"action_conditioning must be 'additive' or 'token', got {self.action_conditioning!r}")

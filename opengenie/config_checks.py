@@ -16,6 +16,7 @@ from typing import Any, Literal
 MAX_DIM, MAX_DEPTH, MAX_HEADS, MAX_SIDE, MAX_FRAMES = 16384, 256, 256, 4096, 4096
 MAX_CODES, MAX_CODE_DIM, MAX_STEPS = 2**20, 4096, 10_000
 MAX_TEMPERATURE = 100.0  # MaskGIT sampling temperature; far past it every draw is uniform noise
+MAX_GUIDANCE = 100.0  # action guidance weight; far past it the draws follow the contrast alone
 MAX_PARAMS = 20 * 10**9  # about 80 GB of fp32 weights per model
 
 

@@ -12,6 +12,7 @@ essential on CoinRun, and it follows its actions far better in `bench/action_con
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -57,6 +58,18 @@ def config_from_seed(desc: Any, tok_vocab: int, act_vocab: int, embed_dim: int, 
     return DynamicsConfig(vocab_size=tok_vocab, num_actions=act_vocab, grid=None, dim=embed_dim,
                           depth=sum(int(kw.get("n_rep", 1)) for _, kw in blocks), heads=heads.pop(),
                           head_dim=head_dims.pop(), **kwargs)
+
+
+def guided(logits: torch.Tensor, action: torch.Tensor, weight: float) -> torch.Tensor:
+    """Action guidance: logits (A·B, N, V) of B rows under each of A actions (row a·B + i is row i
+    under action a), action (B, 1) the one taken → (B, N, V) log p(z | a) + w (log p(z | a) −
+    log p̄(z)), p̄ the mean over the A actions: classifier-free guidance with the action model's
+    own mixture standing in for an unconditional model, which this one never learned."""
+    b, a = action.shape[0], logits.shape[0] // action.shape[0]
+    logp = torch.log_softmax(logits.float().view(a, b, *logits.shape[1:]), dim=-1)  # (A, B, N, V)
+    taken = logp.gather(0, action.view(1, b, 1, 1).expand(1, *logp.shape[1:])).squeeze(0)  # (B, N, V)
+    mixture = torch.logsumexp(logp, dim=0) - math.log(a)  # (B, N, V)
+    return taken + weight * (taken - mixture)
 
 
 class DynamicsModel(nn.Module):
@@ -213,10 +226,16 @@ class DynamicsModel(nn.Module):
 
         if cache is None:
             prev = self._prev_actions(actions, t + 1)  # (B, T+1)
+            guidance, context = c.action_guidance, tokens
+            if guidance > 0:  # every row once per latent action, the new frame's action varied
+                every = torch.arange(c.num_actions, device=tokens.device).repeat_interleave(b)  # (A·B,)
+                prev = torch.cat([prev[:, :-1].repeat(c.num_actions, 1), every[:, None]], dim=1)  # (A·B, T+1)
+                context = tokens.repeat(c.num_actions, 1, 1, 1)  # (A·B, T, H', W')
 
             def logits_fn(frame: torch.Tensor) -> torch.Tensor:
-                seq = torch.cat([tokens, frame.view(b, 1, h, w)], dim=1)
-                return self._logits(seq, prev)[:, -1].flatten(1, 2)  # (B, N, V)
+                frame = frame.view(b, 1, h, w).repeat(len(context) // b, 1, 1, 1)
+                logits = self._logits(torch.cat([context, frame], dim=1), prev)[:, -1].flatten(1, 2)  # (A·B or B, N, V)
+                return guided(logits, action_in, guidance) if guidance > 0 else logits
         else:
             if len(cache) != min(t, cache.max_frames or t):
                 raise ValueError(f"the cache holds {len(cache)} frames, expected the {t} given frames")
@@ -243,8 +262,17 @@ class DynamicsModel(nn.Module):
         # Fresh strides: a slice of a longer history would look like a new input to a compiled pass.
         action_in = action_in.clone(memory_format=torch.contiguous_format)
 
-        def logits_fn(frame: torch.Tensor) -> torch.Tensor:
-            return network(frame.view(b, 1, h, w), action_in, cache)[:, 0].flatten(1, 2)  # (B, N, V)
+        if c.action_guidance > 0:  # every row once per latent action, against a copy of its cache
+            every = torch.arange(c.num_actions, device=action_in.device).repeat_interleave(b)[:, None]  # (A·B, 1)
+            repeated = cache.repeat(c.num_actions)
+
+            def logits_fn(frame: torch.Tensor) -> torch.Tensor:
+                frames = frame.view(b, 1, h, w).repeat(c.num_actions, 1, 1, 1)
+                logits = network(frames, every, repeated)[:, 0].flatten(1, 2)  # (A·B, N, V)
+                return guided(logits, action_in, c.action_guidance)
+        else:
+            def logits_fn(frame: torch.Tensor) -> torch.Tensor:
+                return network(frame.view(b, 1, h, w), action_in, cache)[:, 0].flatten(1, 2)  # (B, N, V)
 
         new = sample(logits_fn, action_in.new_full((b, h * w), self.mask_id), self.mask_id, maskgit_steps,
                      temperature, generator=generator).view(b, 1, h, w)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -156,6 +157,17 @@ class Genie(nn.Module):
         from opengenie.engine import compile_play
 
         return compile_play(self.tokenizer, self.dynamics, warm_up) is not None
+
+    def set_sampling(self, maskgit_steps: int | None = None, temperature: float | None = None,
+                     action_guidance: float | None = None) -> "Genie":
+        """Change how every later step of this world draws its frames (None: keep the world's
+        own): MaskGIT iterations, temperature, action guidance (`DynamicsConfig.action_guidance`).
+        Out-of-range values raise ValueError. Returns the world."""
+        changes = {k: v for k, v in (("maskgit_steps", maskgit_steps), ("temperature", temperature),
+                                     ("action_guidance", action_guidance)) if v is not None}
+        self.dynamics.config = replace(self.dynamics.config, **changes)
+        self.config = replace(self.config, dynamics=self.dynamics.config)
+        return self
 
     def start(self, video: torch.Tensor, seed: int | None = None, use_cache: bool = True,
               maskgit_steps: int | None = None, temperature: float | None = None) -> tuple[Rollout, torch.Tensor]:

@@ -115,3 +115,45 @@ def test_compiled_play_step_computes_the_eager_step_and_compiles_once():
         torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
     world.dynamics._play_graphs = None  # an uncompiled world again: rollouts play eagerly
     assert world.start(torch.zeros(1, 3, 1, 64, 64), seed=0)[0].graphs is None
+
+
+def test_action_guidance_plays_alike_through_every_path():
+    """A guided world (each draw run under every latent action) gives the same frames cached and
+    uncached, and to players stepped together as alone; and it draws other frames than plain."""
+    torch.manual_seed(1)
+    guided = Genie(presets.tiny()).eval().set_sampling(action_guidance=2.0)
+    prompt = torch.rand(2, 3, 1, 64, 64) * 2 - 1
+    actions = torch.randint(0, guided.num_actions, (2, 6))  # within the window, where both paths read alike
+    cached = guided.rollout(prompt, actions, seed=0)
+    torch.testing.assert_close(cached, guided.rollout(prompt, actions, seed=0, use_cache=False), atol=1e-4, rtol=0)
+    players = [guided.start(prompt[i:i + 1], seed=i)[0] for i in range(2)]
+    players[1].step(3)  # the players stand at different frames
+    alone = [p.branch() for p in players]
+    for step in range(3):
+        together = Rollout.step_together(players, [step, 2])
+        assert all(torch.equal(frame, solo.step(a)) for frame, solo, a in zip(together, alone, [step, 2]))
+    plain = guided.set_sampling(action_guidance=0.0).rollout(prompt, actions, seed=0)
+    assert not torch.allclose(plain, cached)
+
+
+def test_guidance_weighs_what_sets_the_action_apart():
+    """`guided`: with actions that agree it is the plain log-probabilities; a token only the taken
+    action favours overtakes one that every action favours as the weight grows."""
+    from opengenie.dynamics import guided
+
+    same = torch.randn(1, 5, 7).repeat(3, 1, 1)  # 3 actions, 1 row, 5 tokens, 7 codes
+    torch.testing.assert_close(guided(same, torch.tensor([[1]]), 4.0), torch.log_softmax(same[:1], -1))
+    logits = torch.zeros(3, 1, 1, 4)
+    logits[:, 0, 0, 0] = 3.0  # every action likes code 0
+    logits[1, 0, 0, 1] = 2.5  # only action 1 likes code 1
+    assert guided(logits, torch.tensor([[1]]), 0.0).argmax(-1).item() == 0
+    assert guided(logits, torch.tensor([[1]]), 2.0).argmax(-1).item() == 1
+
+
+def test_set_sampling_changes_only_what_it_is_given():
+    world = Genie(presets.tiny()).eval().set_sampling(action_guidance=1.5, temperature=0.5)
+    world.set_sampling(maskgit_steps=2)
+    d = world.config.dynamics
+    assert (d.action_guidance, d.temperature, d.maskgit_steps) == (1.5, 0.5, 2) and world.dynamics.config == d
+    with pytest.raises(ValueError, match="action_guidance"):
+        world.set_sampling(action_guidance=-1.0)

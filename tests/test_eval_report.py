@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from opengenie.cli import main
 from opengenie.data import generate_coinrun
 from opengenie.features import weights
 from opengenie.evaluation.evaluate import fvd_precision_for
-from opengenie.evaluation.report import run_eval
+from opengenie.evaluation.report import _shown, run_eval
 
 KEYS = {
     "videos": {"reconstruction", "copy", "inferred", "random"},
@@ -57,6 +58,7 @@ def test_cli_writes_every_metric_and_the_figures(coinrun, model, tmp_path, capsy
         assert keys <= set(m[section]), f"{section} lacks {keys - set(m[section])}"
     assert m["fvd"] is None and m["settings"]["skip"] == ["fvd"] and m["settings"]["split"] == "test"
     assert m["settings"]["num_clips"] == 3 and m["settings"]["frames"] == 16 and m["clips"] == 3
+    assert m["settings"]["action_guidance"] == 0.0  # the world's own: plain draws
     assert len(m["videos"]["inferred"]["psnr_per_frame"]["mean"]) == 16
     assert len(m["controllability"]["per_frame"]["delta"]["mean"]) == 15
     rec = m["videos"]["reconstruction"]
@@ -162,3 +164,11 @@ def test_clips_stay_within_one_episode(tmp_path):
     assert any(dones[int(c["start"]):int(c["start"]) + 6].any() for c in blind)
     with pytest.raises(ValueError, match="across-episode-ends"):  # 21 frames: longer than every episode
         _load_clips(tmp_path, None, 11, 50, 0, (16, 16), frame_skip=2)
+
+
+def test_settings_name_paths_under_the_working_directory_relatively(tmp_path, monkeypatch):
+    """A world evaluated from the repository records `worlds/...`, not the machine's absolute path."""
+    (tmp_path / "worlds" / "w").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert _shown(Path("worlds/w")) == _shown(tmp_path / "worlds" / "w") == str(Path("worlds/w"))
+    assert _shown(tmp_path.parent) == str(tmp_path.parent.resolve())  # outside: absolute

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,16 @@ from opengenie.genie import Genie
 WEIGHTS_OF = {"lpips": "alexnet", "fvd": "i3d"}  # metric -> offline weights it needs
 FIGURES = {"reconstruction": "reconstruction.png", "rollout": "rollout.png", "action_grid": "action_grid.png",
            "psnr": "psnr.png", "motion": "motion.png"}
+
+
+def _shown(path: Path) -> str:
+    """`path` as settings record it: relative to the working directory when it lies under it (a
+    world's card then names `worlds/...`, not one machine's home), else absolute."""
+    path = path.resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _check_inputs(model: Path, data: Path, skip: tuple[str, ...], numbers: dict[str, int]) -> None:
@@ -174,11 +183,13 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
              frames: int = 16, seed: int = 0, batch_size: int = 16, out: str | Path = "out/eval",
              skip: tuple[str, ...] = (), device: str | None = None, prompts: int = 16,
              hold_steps: int = HOLD_STEPS, fvd_precision: str = "auto", maskgit_steps: int | None = None,
+             action_guidance: float | None = None,
              across_episode_ends: bool = False, progress: bool = True) -> dict:
     """Evaluate the world saved in `model` on `num_clips` clips of `frames` frames from the
     `split` episodes of `data` (None: every episode); write metrics.json, per_clip.json,
     report.md and the figures to `out`. `maskgit_steps`: MaskGIT iterations per generated frame
-    (None: the world's own), to measure what fewer steps cost. `across_episode_ends`: let clips
+    (None: the world's own), to measure what fewer steps cost; `action_guidance`: the guidance
+    weight of every draw (None: the world's own). `across_episode_ends`: let clips
     run across the end of an episode (by default every clip stays within one). With `out` the
     world's own folder or its `eval/`, the world's generated card (README.md), where it has one,
     is rewritten with this evaluation.
@@ -195,8 +206,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
         fvd_precision = fvd_precision_for(torch.device(device))
     if maskgit_steps is not None:
         check_sampling(maskgit_steps, None)
-        world.dynamics.config = replace(world.dynamics.config, maskgit_steps=maskgit_steps)
-        world.config = replace(world.config, dynamics=world.dynamics.config)
+    world.set_sampling(maskgit_steps=maskgit_steps, action_guidance=action_guidance)
     ds, clips = _load_clips(data, split, frames, num_clips, seed, world.image_size, world.config.frame_skip,
                             across_episode_ends)
     from opengenie.data import read_manifest
@@ -226,7 +236,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     motion_chart(metrics["playability"]).save(out / FIGURES["motion"])
     c = world.config
     metrics["settings"] = {
-        "model": str(model.resolve()), "weights_sha256": digest, "data": str(data.resolve()),
+        "model": _shown(model), "weights_sha256": digest, "data": _shown(data),
         "split": split or "all",
         "num_clips": len(clips), "num_clips_requested": num_clips, "frames": frames,
         "clips_across_episode_ends": across_episode_ends,
@@ -234,6 +244,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
         "image_size": list(world.image_size), "seed": seed, "rollout_seeds": f"{seed} + batch index",
         "batch_size": batch_size, "skip": list(skip), "device": str(device),
         "maskgit_steps": c.dynamics.maskgit_steps, "temperature": c.dynamics.temperature,
+        "action_guidance": c.dynamics.action_guidance,
         "prompt_frames": 1, "lpips_net": "alexnet", "fvd_resize": "224x224 bilinear (I3D input)",
         "fvd_precision": fvd_precision, "playability_prompts": prompts, "hold_steps": hold_steps,
         "episodes": len(ds.paths), "seconds": round(time.perf_counter() - started, 1),

@@ -87,6 +87,19 @@ class KVCache:
             out._pos[key] = torch.cat([c._pos[key].expand(r) for c, r in zip(caches, rows)])  # (B',)
         return out
 
+    def repeat(self, n: int) -> "KVCache":
+        """A read-only copy whose B'·n rows are this cache's rows n times over (row a·B' + i is
+        row i), for one-frame steps that run every row against several inputs at once (action
+        guidance: each row under every latent action). Nothing is written back."""
+        out = type(self)(self.max_frames)
+        for key, ring in self._ring.items():
+            valid, pos = self._valid[key], self._pos[key]
+            rows = ring[0].shape[0]
+            out._ring[key] = tuple(r.repeat(n, 1, 1, 1) for r in ring)
+            out._valid[key] = valid.repeat(n, 1) if valid.dim() == 2 else valid.expand(rows * n, -1).clone()
+            out._pos[key] = pos.repeat(n) if pos.dim() == 1 else pos.expand(rows * n).clone()
+        return out
+
     def unstack(self, caches: list["KVCache"]) -> None:
         """Copy this stack's rows back into the caches it was stacked from (in the same order)."""
         for key in self._ring:
