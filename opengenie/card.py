@@ -181,6 +181,9 @@ def _evaluation(m: dict, config: dict) -> list[str]:
     steps = s.get("maskgit_steps")
     if steps is not None and steps != config["dynamics"]["maskgit_steps"]:  # not the world's own sampling
         flags += f" --maskgit-steps {steps}"
+    guidance = s.get("action_guidance", 0.0)  # older files: plain draws
+    if guidance != config["dynamics"].get("action_guidance", 0.0):
+        flags += f" --action-guidance {guidance:g}"
     lines = [f"`opengenie eval --data {s['data']} --split {s['split']}{flags}` ({s['num_clips']} clips of {s['frames']} "
              "frames; bootstrap 95 % intervals):", "",
              "| | " + " | ".join(name for _, name in VIDEOS) + " |", "|---|" + "---|" * len(VIDEOS),

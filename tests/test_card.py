@@ -117,6 +117,8 @@ def test_card_shows_the_evaluation_beside_its_baselines(world, tmp_path):
         other = copy.deepcopy(m)
         other["settings"]["maskgit_steps"] += 1
         assert f"--maskgit-steps {other['settings']['maskgit_steps']}`" in card(path, metrics=other)
+        other["settings"]["action_guidance"] = 3.0  # and with action guidance the world does not use
+        assert f"--maskgit-steps {other['settings']['maskgit_steps']} --action-guidance 3`" in card(path, metrics=other)
         # One written before digests were recorded is taken; an export stamps it with the weights it
         # replaces, so the card of the new weights leaves it out.
         legacy = copy.deepcopy(m)

@@ -105,7 +105,8 @@ def markdown(m: dict) -> str:
         f"{s['num_clips']} clips of {s['frames']} frames at {s['image_size'][0]}×{s['image_size'][1]}"
         + (f" (one world step = {s['frame_skip']} video frames)" if s.get("frame_skip", 1) > 1 else "") + ", seed "
         f"{s['seed']}, batch size {s['batch_size']}, MaskGIT {s['maskgit_steps']} steps at temperature "
-        f"{s['temperature']}, one prompt frame, device {s['device']} ({s['seconds']} s). "
+        f"{s['temperature']}" + (f", action guidance {s['action_guidance']:g}" if s.get("action_guidance") else "")
+        + f", one prompt frame, device {s['device']} ({s['seconds']} s). "
         + _clip_rule(s) + "Intervals are bootstrap 95 % over clips.", "",
         "## Verdict", "", *verdict_lines(m), "",
         "## Frames against the real clip", "",
