@@ -22,7 +22,8 @@ def _gallery(args) -> None:
     if args.model is not None:
         from opengenie import Genie
 
-        rows = against_the_game(Genie.from_pretrained(args.model), args.out, draws=args.draws)
+        world = Genie.from_pretrained(args.model).set_sampling(action_guidance=args.action_guidance)
+        rows = against_the_game(world, args.out, draws=args.draws)
         print(f"each arrow held from the frames in {args.out} as long as the real game's key was, beside the game "
               "from the same states (camera motion along the arrow, px):")
         for arrow, r in rows.items():
@@ -47,6 +48,8 @@ def _add_gallery(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-px", type=float, default=6.0,
                    help="how far RIGHT, LEFT and UP must each move the camera beyond no key (with --data)")
     p.add_argument("--draws", type=POSITIVE, default=3, help="rollouts per starting frame with --model")
+    p.add_argument("--action-guidance", type=GUIDANCE, default=None,
+                   help="with --model: the world's action guidance weight (default: its own)")
     p.set_defaults(func=_gallery)
 
 

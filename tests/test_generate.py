@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from opengenie import Genie, presets
 from opengenie.cli import main
@@ -55,6 +55,12 @@ def test_cli_writes_gif_and_mp4_with_every_frame(model, prompt, tmp_path):
           "--maskgit-steps", "2"])
     image = Image.open(gif)
     assert image.n_frames == 5 and image.size == (256, 256)
+    guided = tmp_path / "guided.gif"  # the same draws, weighed by action guidance: other frames
+    main(["generate", "--model", str(model), "--prompt", str(prompt), "--actions", "0,3,3,1", "--out", str(guided),
+          "--maskgit-steps", "2", "--action-guidance", "4"])
+    frames = [[np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))] for path in (gif, guided)]
+    assert len(frames[1]) == 5 and (frames[0][0] == frames[1][0]).all() and not all(
+        (a == b).all() for a, b in zip(frames[0][1:], frames[1][1:]))
     main(["generate", "--model", str(model), "--prompt", str(prompt), "--random", "3", "--out", str(mp4),
           "--scale", "3", "--maskgit-steps", "2"])
     with av.open(str(mp4)) as container:
