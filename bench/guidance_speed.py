@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -47,9 +48,11 @@ def main() -> None:
             if mode == "compiled" and not world.compile_play():
                 raise SystemExit("torch.compile could not compile the play step here; run with --no-compile")
             worlds[(mode, w)] = world
-    prompt = sorted((p for p in __import__("pathlib").Path(args.model, "prompts").glob("*.png")))
-    video = to_video(load_frames(str(prompt[0]) if prompt else torch.zeros(64, 64, 3, dtype=torch.uint8).numpy(),
-                                 next(iter(worlds.values())).image_size))
+    prompts = sorted(Path(args.model, "prompts").glob("*.png"))
+    if not prompts:
+        raise SystemExit(f"{args.model} has no prompts/*.png to start from (a world made by `opengenie export` "
+                         "with --label-data, or `opengenie gallery --out WORLD/prompts`)")
+    video = to_video(load_frames(str(prompts[0]), next(iter(worlds.values())).image_size))
     times = {key: [] for key in worlds}
     for rep in range(args.repeats):
         for key, world in worlds.items():

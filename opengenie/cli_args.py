@@ -73,6 +73,8 @@ NONNEGATIVE = bounded(int, 0)
 THREADS = bounded(int, 1, 1024)
 TEMPERATURE = bounded(float, 0.0, MAX_TEMPERATURE)
 GUIDANCE = bounded(float, 0.0, MAX_GUIDANCE)
+GUIDANCE_HELP = ("action guidance weight w: what sets the pressed action apart from the others counts 1 + w times "
+                 "in each draw (0: plain; default: the model's; each draw then costs a pass per latent action)")
 STEPS = bounded(int, 1, MAX_STEPS)
 SEED = bounded(int, 0, 2**32 - 1)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from opengenie.cli_args import (GUIDANCE, MAX_ROLLOUT, NONNEGATIVE, POSITIVE, SEED, STEPS, TEMPERATURE, THREADS,
+from opengenie.cli_args import (GUIDANCE, GUIDANCE_HELP, MAX_ROLLOUT, NONNEGATIVE, POSITIVE, SEED, STEPS, TEMPERATURE, THREADS,
                                 action_ids, bounded, has_episodes, key_presses, origin)
 
 
@@ -72,10 +72,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                         "auto: bf16 on a GPU or a CPU with AVX-512 BF16 / AMX, else fp32")
     p.add_argument("--maskgit-steps", type=STEPS, default=None,
                    help="MaskGIT iterations per generated frame (default: the world's own)")
-    p.add_argument("--action-guidance", type=GUIDANCE, default=None,
-                   help="action guidance weight w: what sets the pressed action apart from the others counts "
-                        "1 + w times in each draw (0: plain; default: the model's; each draw then costs a "
-                        "pass per latent action)")
+    p.add_argument("--action-guidance", type=GUIDANCE, default=None, help=GUIDANCE_HELP)
     p.add_argument("--across-episode-ends", action="store_true",
                    help="let clips run across an episode's end (a coin or death restarts the level); "
                         "by default each clip stays within one episode")
@@ -123,10 +120,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="MaskGIT iterations per frame (default: the model's)")
     p.add_argument("--temperature", type=TEMPERATURE, default=None,
                    help="sampling temperature, 0 = most likely tokens (default: the model's)")
-    p.add_argument("--action-guidance", type=GUIDANCE, default=None,
-                   help="action guidance weight w: what sets the pressed action apart from the others counts "
-                        "1 + w times in each draw (0: plain; default: the model's; each draw then costs a "
-                        "pass per latent action)")
+    p.add_argument("--action-guidance", type=GUIDANCE, default=None, help=GUIDANCE_HELP)
     p.add_argument("--seed", type=SEED, default=0, help="seed of the sampler and of --random")
     p.add_argument("--fps", type=bounded(float, 0.1, 240), default=8, help="frames per second of the GIF/MP4")
     p.add_argument("--scale", type=bounded(int, 1, 64), default=None,
@@ -220,10 +214,7 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
                    help="MaskGIT iterations per frame (default: the model's)")
     p.add_argument("--temperature", type=TEMPERATURE, default=None,
                    help="sampling temperature, 0 = most likely tokens (default: the model's)")
-    p.add_argument("--action-guidance", type=GUIDANCE, default=None,
-                   help="action guidance weight w: what sets the pressed action apart from the others counts "
-                        "1 + w times in each draw (0: plain; default: the model's; each draw then costs a "
-                        "pass per latent action)")
+    p.add_argument("--action-guidance", type=GUIDANCE, default=None, help=GUIDANCE_HELP)
     p.add_argument("--max-sessions", type=bounded(int, 1, 1024), default=16, help="tabs playing at once")
     p.add_argument("--idle-timeout", type=bounded(float, 1, 10**7), default=600,
                    help="seconds before an idle tab's session is freed")

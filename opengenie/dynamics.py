@@ -228,8 +228,8 @@ class DynamicsModel(nn.Module):
             prev = self._prev_actions(actions, t + 1)  # (B, T+1)
             guidance, context = c.action_guidance, tokens
             if guidance > 0:  # every row once per latent action, the new frame's action varied
-                every = torch.arange(c.num_actions, device=tokens.device).repeat_interleave(b)  # (A·B,)
-                prev = torch.cat([prev[:, :-1].repeat(c.num_actions, 1), every[:, None]], dim=1)  # (A·B, T+1)
+                prev = torch.cat([prev[:, :-1].repeat(c.num_actions, 1), self._every_action(b, tokens.device)],
+                                 dim=1)  # (A·B, T+1)
                 context = tokens.repeat(c.num_actions, 1, 1, 1)  # (A·B, T, H', W')
 
             def logits_fn(frame: torch.Tensor) -> torch.Tensor:
@@ -263,8 +263,7 @@ class DynamicsModel(nn.Module):
         action_in = action_in.clone(memory_format=torch.contiguous_format)
 
         if c.action_guidance > 0:  # every row once per latent action, against a copy of its cache
-            every = torch.arange(c.num_actions, device=action_in.device).repeat_interleave(b)[:, None]  # (A·B, 1)
-            repeated = cache.repeat(c.num_actions)
+            every, repeated = self._every_action(b, action_in.device), cache.repeat(c.num_actions)
 
             def logits_fn(frame: torch.Tensor) -> torch.Tensor:
                 frames = frame.view(b, 1, h, w).repeat(c.num_actions, 1, 1, 1)
@@ -279,6 +278,11 @@ class DynamicsModel(nn.Module):
         with cache.appending():
             network(new, action_in, cache)
         return new
+
+    def _every_action(self, b: int, device: torch.device) -> torch.Tensor:
+        """(A·B, 1) ids: each of B rows under every latent action, row a·B + i being row i under a
+        (the layout `guided` and `KVCache.repeat` read)."""
+        return torch.arange(self.config.num_actions, device=device).repeat_interleave(b)[:, None]
 
     def prefill(self, tokens: torch.Tensor, prev_actions: torch.Tensor, cache: KVCache) -> None:
         """Write the keys/values of final frames `tokens` (B, t, H', W') into `cache`.
