@@ -2,7 +2,7 @@
 plays it: how far each run of one key moves the camera, frame by frame of the gallery.
 
     python bench/gallery_walk.py [--model worlds/coinrun-wander] [--keys right*6,up,right*3,left*8,up,left*2]
-                                 [--seed 0] [--action-guidance W]
+                                 [--seed 0] [--action-guidance W] [--guidance-against still]
 
 The README's GIF is one such rollout from one frame; this shows what the same keys do from the
 others (one rollout each, the sampler seeded as `generate --seed`). A run counts as moving when
@@ -32,8 +32,11 @@ def main() -> None:
     p.add_argument("--keys", default="right*6,up,right*3,left*8,up,left*2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--action-guidance", type=float, default=None, help="guidance weight (default: the world's)")
+    p.add_argument("--guidance-against", default=None, help="what guidance contrasts with: an action id or label, or "
+                   "'mean' (default: the world's)")
     args = p.parse_args()
-    world = Genie.from_pretrained(args.model).eval().set_sampling(action_guidance=args.action_guidance)
+    world = Genie.from_pretrained(args.model).eval().set_sampling(action_guidance=args.action_guidance,
+                                                                  guidance_against=args.guidance_against)
     keys = key_presses(args.keys)
     actions = [world.config.arrow_keys[k] for k in keys]
     runs = [(key, len(list(group))) for key, group in groupby(keys)]

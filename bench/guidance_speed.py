@@ -2,10 +2,11 @@
 eager and compiled, interleaved, one thread.
 
     python bench/guidance_speed.py [--model worlds/coinrun-wander] [--guidance 3] [--repeats 5]
-                                   [--steps 20] [--no-compile]
+                                   [--steps 20] [--against mean,still] [--no-compile]
 
 A guided draw runs the dynamics model under every latent action at once (`DynamicsConfig.
-action_guidance`), so a step's dynamics passes carry num_actions rows instead of one. Each
+action_guidance`), so a step's dynamics passes carry num_actions rows instead of one; against
+one action (`DynamicsConfig.guidance_against`, e.g. the world's "still"), two. Each
 repeat times `--steps` steps of a fresh rollout per setting, the settings alternating so that
 a busy machine slows them alike; printed are the min and median over repeats and the ratio.
 """
@@ -38,16 +39,18 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--against", default="mean,still",
+                   help="what guidance contrasts with, one setting each, comma-separated: 'mean' or an action id or label")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     args = p.parse_args()
     torch.set_num_threads(1)
     worlds = {}
     for mode in ("eager", "compiled") if args.compile else ("eager",):
-        for w in (0.0, args.guidance):
-            world = Genie.from_pretrained(args.model).eval().set_sampling(action_guidance=w)
+        for w, against in [(0.0, "mean")] + [(args.guidance, a) for a in args.against.split(",")]:
+            world = Genie.from_pretrained(args.model).eval().set_sampling(action_guidance=w, guidance_against=against)
             if mode == "compiled" and not world.compile_play():
                 raise SystemExit("torch.compile could not compile the play step here; run with --no-compile")
-            worlds[(mode, w)] = world
+            worlds[(mode, w, against)] = world
     prompts = sorted(Path(args.model, "prompts").glob("*.png"))
     if not prompts:
         raise SystemExit(f"{args.model} has no prompts/*.png to start from (a world made by `opengenie export` "
@@ -58,12 +61,13 @@ def main() -> None:
         for key, world in worlds.items():
             times[key].append(ms_per_step(world, video, args.steps, rep))
     print(f"{args.model}, {args.steps} steps x {args.repeats} repeats, one thread, interleaved:")
-    print("| play step | guidance | ms min | ms median | frames/s (median) | cost (median) |")
-    print("|---|---|---|---|---|---|")
-    for (mode, w), values in times.items():
-        base = statistics.median(times[(mode, 0.0)])
+    print("| play step | guidance | against | ms min | ms median | frames/s (median) | cost (median) |")
+    print("|---|---|---|---|---|---|---|")
+    for (mode, w, against), values in times.items():
+        base = statistics.median(times[(mode, 0.0, "mean")])
         med = statistics.median(values)
-        print(f"| {mode} | {w:g} | {min(values):.1f} | {med:.1f} | {1000 / med:.1f} | {med / base:.2f}x |")
+        shown = against if w else "-"
+        print(f"| {mode} | {w:g} | {shown} | {min(values):.1f} | {med:.1f} | {1000 / med:.1f} | {med / base:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -175,6 +175,11 @@ def _actions(config: dict, metrics: dict | None, measured: dict | None) -> list[
     return lines
 
 
+def guidance_name(against: int | None, num_actions: int) -> str | int:
+    """`DynamicsConfig.guidance_against` as `--guidance-against` takes it: "mean", "none" or an id."""
+    return "mean" if against is None else "none" if against == num_actions else against
+
+
 def _evaluation(m: dict, config: dict) -> list[str]:
     s, videos, fvd, ctl = m["settings"], m["videos"], m.get("fvd"), m["controllability"]
     flags = " --across-episode-ends" if s.get("clips_across_episode_ends", True) else ""  # older files: across
@@ -184,6 +189,10 @@ def _evaluation(m: dict, config: dict) -> list[str]:
     guidance = s.get("action_guidance", 0.0)  # older files: plain draws
     if guidance != config["dynamics"].get("action_guidance", 0.0):
         flags += f" --action-guidance {guidance:g}"
+    against = s.get("guidance_against", "mean")  # older files: the mean
+    own = config["dynamics"]
+    if guidance and against != guidance_name(own.get("guidance_against"), own["num_actions"]):
+        flags += f" --guidance-against {against}"
     lines = [f"`opengenie eval --data {s['data']} --split {s['split']}{flags}` ({s['num_clips']} clips of {s['frames']} "
              "frames; bootstrap 95 % intervals):", "",
              "| | " + " | ".join(name for _, name in VIDEOS) + " |", "|---|" + "---|" * len(VIDEOS),

@@ -74,7 +74,22 @@ THREADS = bounded(int, 1, 1024)
 TEMPERATURE = bounded(float, 0.0, MAX_TEMPERATURE)
 GUIDANCE = bounded(float, 0.0, MAX_GUIDANCE)
 GUIDANCE_HELP = ("action guidance weight w: what sets the pressed action apart from the others counts 1 + w times "
-                 "in each draw (0: plain; default: the model's; each draw then costs a pass per latent action)")
+                 "in each draw (0: plain; default: the model's; a draw then costs a pass per latent action, "
+                 "or two with --guidance-against ACTION)")
+GUIDANCE_AGAINST_HELP = ("what action guidance sets the pressed action apart from: 'mean', the mean over every latent "
+                         "action; 'none', the world told no action (worlds trained with action dropout); or one "
+                         "action, by id or by the world's label (default: the model's)")
+
+
+def add_guidance(p: argparse.ArgumentParser, help: str = GUIDANCE_HELP) -> None:
+    """--action-guidance and --guidance-against (`guidance_of` reads them)."""
+    p.add_argument("--action-guidance", type=GUIDANCE, default=None, help=help)
+    p.add_argument("--guidance-against", default=None, metavar="ACTION", help=GUIDANCE_AGAINST_HELP)
+
+
+def guidance_of(args: argparse.Namespace) -> dict:
+    """The `Genie.set_sampling` keywords of `add_guidance`'s options (None: the world's own)."""
+    return {"action_guidance": args.action_guidance, "guidance_against": args.guidance_against}
 STEPS = bounded(int, 1, MAX_STEPS)
 SEED = bounded(int, 0, 2**32 - 1)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from opengenie.cli_args import (GUIDANCE, GUIDANCE_HELP, MAX_ROLLOUT, NONNEGATIVE, POSITIVE, SEED, STEPS, TEMPERATURE, THREADS,
-                                action_ids, bounded, has_episodes, key_presses, origin)
+from opengenie.cli_args import (MAX_ROLLOUT, NONNEGATIVE, POSITIVE, SEED, STEPS, TEMPERATURE, THREADS, action_ids,
+                                add_guidance, bounded, guidance_of, has_episodes, key_presses, origin)
 
 
 def _gallery(args) -> None:
@@ -22,7 +22,7 @@ def _gallery(args) -> None:
     if args.model is not None:
         from opengenie import Genie
 
-        world = Genie.from_pretrained(args.model).set_sampling(action_guidance=args.action_guidance)
+        world = Genie.from_pretrained(args.model).set_sampling(**guidance_of(args))
         rows = against_the_game(world, args.out, draws=args.draws)
         print(f"each arrow held from the frames in {args.out} as long as the real game's key was, beside the game "
               "from the same states (camera motion along the arrow, px):")
@@ -48,8 +48,7 @@ def _add_gallery(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-px", type=float, default=6.0,
                    help="how far RIGHT, LEFT and UP must each move the camera beyond no key (with --data)")
     p.add_argument("--draws", type=POSITIVE, default=3, help="rollouts per starting frame with --model")
-    p.add_argument("--action-guidance", type=GUIDANCE, default=None,
-                   help="with --model: the world's action guidance weight (default: its own)")
+    add_guidance(p, "with --model: the world's action guidance weight (default: its own)")
     p.set_defaults(func=_gallery)
 
 
@@ -72,7 +71,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                         "auto: bf16 on a GPU or a CPU with AVX-512 BF16 / AMX, else fp32")
     p.add_argument("--maskgit-steps", type=STEPS, default=None,
                    help="MaskGIT iterations per generated frame (default: the world's own)")
-    p.add_argument("--action-guidance", type=GUIDANCE, default=None, help=GUIDANCE_HELP)
+    add_guidance(p)
     p.add_argument("--across-episode-ends", action="store_true",
                    help="let clips run across an episode's end (a coin or death restarts the level); "
                         "by default each clip stays within one episode")
@@ -94,8 +93,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                  num_clips=args.num_clips, frames=args.frames, seed=args.seed, batch_size=args.batch_size,
                  out=args.out, skip=skip, device=args.device, prompts=args.prompts, hold_steps=args.hold_steps,
                  fvd_precision=args.fvd_precision, maskgit_steps=args.maskgit_steps,
-                 action_guidance=args.action_guidance,
-                 across_episode_ends=args.across_episode_ends)
+                 **guidance_of(args), across_episode_ends=args.across_episode_ends)
         print(f"wrote {args.out}/metrics.json, per_clip.json and report.md")
 
     p.set_defaults(func=run)
@@ -120,7 +118,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="MaskGIT iterations per frame (default: the model's)")
     p.add_argument("--temperature", type=TEMPERATURE, default=None,
                    help="sampling temperature, 0 = most likely tokens (default: the model's)")
-    p.add_argument("--action-guidance", type=GUIDANCE, default=None, help=GUIDANCE_HELP)
+    add_guidance(p)
     p.add_argument("--seed", type=SEED, default=0, help="seed of the sampler and of --random")
     p.add_argument("--fps", type=bounded(float, 0.1, 240), default=8, help="frames per second of the GIF/MP4")
     p.add_argument("--scale", type=bounded(int, 1, 64), default=None,
@@ -141,8 +139,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         out = Path(args.out)
         if args.grid != (out.suffix.lower() == ".png") or out.suffix.lower() not in (".png", ".gif", ".mp4"):
             raise ValueError(f"--out {out}: write the --grid as .png and rollouts as .gif or .mp4")
-        world = Genie.from_pretrained(args.model, device=args.device).set_sampling(
-            action_guidance=args.action_guidance)
+        world = Genie.from_pretrained(args.model, device=args.device).set_sampling(**guidance_of(args))
         prompt = args.prompt if len(args.prompt) > 1 else args.prompt[0]
         with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16):
             _generate(args, world, prompt, out)
@@ -214,7 +211,7 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
                    help="MaskGIT iterations per frame (default: the model's)")
     p.add_argument("--temperature", type=TEMPERATURE, default=None,
                    help="sampling temperature, 0 = most likely tokens (default: the model's)")
-    p.add_argument("--action-guidance", type=GUIDANCE, default=None, help=GUIDANCE_HELP)
+    add_guidance(p)
     p.add_argument("--max-sessions", type=bounded(int, 1, 1024), default=16, help="tabs playing at once")
     p.add_argument("--idle-timeout", type=bounded(float, 1, 10**7), default=600,
                    help="seconds before an idle tab's session is freed")
@@ -238,8 +235,7 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
 
         serve(args.model, host=args.host, port=args.port, device=args.device, data=args.data,
               prompt=args.prompt, maskgit_steps=args.maskgit_steps, temperature=args.temperature,
-              action_guidance=args.action_guidance,
-              max_sessions=args.max_sessions, idle_timeout=args.idle_timeout, bf16=args.bf16,
+              **guidance_of(args), max_sessions=args.max_sessions, idle_timeout=args.idle_timeout, bf16=args.bf16,
               allowed_origins=tuple(args.allow_origin), compiled=args.compile)
 
     p.set_defaults(func=run)

@@ -238,6 +238,12 @@ class DynamicsConfig:
     log p̄(z)), p̄ the mean of p(z | b) over every latent action b, so what sets action a apart
     from the others counts 1 + w times. 0: plain draws. Each draw then runs the network for
     every action at once (`DynamicsModel.next_frame`)."""
+    guidance_against: int | None = None
+    """What action guidance contrasts with, q in log p(z | a) + w (log p(z | a) − log q(z)):
+    None, the mean of p(z | b) over every latent action b (a draw runs the network under each);
+    `num_actions`, the model told no action, for a model trained with action dropout
+    (`DynamicsModule(action_dropout=...)`): classifier-free guidance proper, two runs a draw;
+    another id r, p(z | r) (two runs a draw)."""
     mask_rate_min: float = 0.5
     """Training mask rate is drawn from U(mask_rate_min, 1) per example (Genie: 0.5)."""
 
@@ -258,6 +264,9 @@ class DynamicsConfig:
             _check_range("dynamics: head_dim", self.head_dim, 1, MAX_DIM)
         _check_range("dynamics: temperature", self.temperature, 0, MAX_TEMPERATURE)
         _check_range("dynamics: action_guidance", self.action_guidance, 0, MAX_GUIDANCE)
+        if self.guidance_against is not None:
+            _check_range("dynamics: guidance_against", self.guidance_against, 0,
+                         self.num_actions or MAX_CODES, "an action id, or num_actions for none")
         _check_range("dynamics: maskgit_steps", self.maskgit_steps, 1, MAX_STEPS)
         _check(self.action_conditioning in ("additive", "token"),
                f"action_conditioning must be 'additive' or 'token', got {self.action_conditioning!r}")

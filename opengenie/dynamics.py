@@ -60,15 +60,20 @@ def config_from_seed(desc: Any, tok_vocab: int, act_vocab: int, embed_dim: int, 
                           head_dim=head_dims.pop(), **kwargs)
 
 
-def guided(logits: torch.Tensor, action: torch.Tensor, weight: float) -> torch.Tensor:
-    """Action guidance: logits (A·B, N, V) of B rows under each of A actions (row a·B + i is row i
-    under action a), action (B, 1) the one taken → (B, N, V) log p(z | a) + w (log p(z | a) −
-    log p̄(z)), p̄ the mean over the A actions: classifier-free guidance with the action model's
-    own mixture standing in for an unconditional model, which this one never learned."""
-    b, a = action.shape[0], logits.shape[0] // action.shape[0]
-    logp = torch.log_softmax(logits.float().view(a, b, *logits.shape[1:]), dim=-1)  # (A, B, N, V)
+def guided(logits: torch.Tensor, action: torch.Tensor, weight: float, against: int | None = None) -> torch.Tensor:
+    """Action guidance → (B, N, V) log p(z | a) + w (log p(z | a) − log q(z)), action (B, 1) the
+    one taken: classifier-free guidance, with q standing in for an unconditional model, which
+    this one never learned.
+
+    `against` None: logits (A·B, N, V) of B rows under each of A actions (row a·B + i is row i
+    under action a), q the mean of p(z | b) over them. An action id r: logits (2·B, N, V), rows
+    0..B−1 under the actions taken and B..2B−1 under r, q = p(z | r)."""
+    b = action.shape[0]
+    logp = torch.log_softmax(logits.float().view(-1, b, *logits.shape[1:]), dim=-1)  # (A or 2, B, N, V)
+    if against is not None:
+        return logp[0] + weight * (logp[0] - logp[1])
     taken = logp.gather(0, action.view(1, b, 1, 1).expand(1, *logp.shape[1:])).squeeze(0)  # (B, N, V)
-    mixture = torch.logsumexp(logp, dim=0) - math.log(a)  # (B, N, V)
+    mixture = torch.logsumexp(logp, dim=0) - math.log(logp.shape[0])  # (B, N, V)
     return taken + weight * (taken - mixture)
 
 
@@ -158,7 +163,8 @@ class DynamicsModel(nn.Module):
 
     def compute_loss(self, tokens: torch.Tensor, actions: torch.Tensor,
                      generator: torch.Generator | None = None,
-                     action_onehot: torch.Tensor | None = None, context_noise: float = 0.0) -> DynamicsLoss:
+                     action_onehot: torch.Tensor | None = None, context_noise: float = 0.0,
+                     action_dropout: float = 0.0) -> DynamicsLoss:
         """Genie §2.1: mask rate ~ U(0.5, 1) per example, Bernoulli masks, first frame never
         masked, cross-entropy on masked positions against the ORIGINAL tokens.
 
@@ -167,7 +173,11 @@ class DynamicsModel(nn.Module):
         context_noise: each example replaces a share ~ U(0, context_noise) of its unmasked tokens
         after the prompt frame with uniformly random codes. A rollout reads its own samples as
         context, which are not the tokenizer's; training on corrupted context teaches the model
-        not to trust every token it reads. 0 (Genie): clean context."""
+        not to trust every token it reads. 0 (Genie): clean context.
+        action_dropout: the share of frames 2..T whose incoming action is replaced by the "no
+        action" id (`num_actions`), so that the model also learns to predict a frame without its
+        action: the unconditional model that classifier-free action guidance contrasts with
+        (`DynamicsConfig.guidance_against`). 0 (Genie): every action given."""
         self._check(tokens, actions)
         b, t, h, w = tokens.shape
         if t < 2:
@@ -181,10 +191,19 @@ class DynamicsModel(nn.Module):
             raise ValueError(f"context_noise must lie in [0, 1], got {context_noise}")
         if context_noise > 0:
             inputs = self._corrupt(inputs, mask, context_noise, generator)
-        if action_onehot is None:
+        if not 0.0 <= action_dropout <= 1.0:
+            raise ValueError(f"action_dropout must lie in [0, 1], got {action_dropout}")
+        if action_onehot is None and action_dropout == 0:
             logits = self.forward(inputs, actions)  # (B, T, H', W', V)
         else:
-            logits = self._logits(inputs, self._prev_actions(actions, t), prev_weights=self._prev_weights(action_onehot, t))
+            prev = self._prev_actions(actions, t)  # (B, T)
+            weights = None if action_onehot is None else self._prev_weights(action_onehot, t)  # (B, T, A+1)
+            if action_dropout > 0:
+                drop = torch.rand(prev.shape, generator=generator, device=prev.device) < action_dropout  # (B, T)
+                prev = prev.masked_fill(drop, self.config.num_actions)  # the first frame's id already
+                if weights is not None:
+                    weights = torch.where(drop[..., None], F.one_hot(prev, weights.shape[-1]).to(weights), weights)
+            logits = self._logits(inputs, prev, prev_weights=weights)  # (B, T, H', W', V)
         target = tokens  # not `inputs`: predicting the mask token would teach nothing
         ce = F.cross_entropy(logits[mask].float(), target[mask]) if mask.any() else logits.sum() * 0.0
         accuracy = (logits[mask].argmax(-1) == target[mask]).float().mean() if mask.any() else ce.detach()
@@ -227,15 +246,15 @@ class DynamicsModel(nn.Module):
         if cache is None:
             prev = self._prev_actions(actions, t + 1)  # (B, T+1)
             guidance, context = c.action_guidance, tokens
-            if guidance > 0:  # every row once per latent action, the new frame's action varied
-                prev = torch.cat([prev[:, :-1].repeat(c.num_actions, 1), self._every_action(b, tokens.device)],
-                                 dim=1)  # (A·B, T+1)
-                context = tokens.repeat(c.num_actions, 1, 1, 1)  # (A·B, T, H', W')
+            if guidance > 0:  # every row once per action guidance reads, the new frame's action varied
+                rows = self._guidance_actions(action_in)  # (R·B, 1)
+                prev = torch.cat([prev[:, :-1].repeat(len(rows) // b, 1), rows], dim=1)  # (R·B, T+1)
+                context = tokens.repeat(len(rows) // b, 1, 1, 1)  # (R·B, T, H', W')
 
             def logits_fn(frame: torch.Tensor) -> torch.Tensor:
                 frame = frame.view(b, 1, h, w).repeat(len(context) // b, 1, 1, 1)
-                logits = self._logits(torch.cat([context, frame], dim=1), prev)[:, -1].flatten(1, 2)  # (A·B or B, N, V)
-                return guided(logits, action_in, guidance) if guidance > 0 else logits
+                logits = self._logits(torch.cat([context, frame], dim=1), prev)[:, -1].flatten(1, 2)  # (R·B or B, N, V)
+                return guided(logits, action_in, guidance, c.guidance_against) if guidance > 0 else logits
         else:
             if len(cache) != min(t, cache.max_frames or t):
                 raise ValueError(f"the cache holds {len(cache)} frames, expected the {t} given frames")
@@ -262,13 +281,14 @@ class DynamicsModel(nn.Module):
         # Fresh strides: a slice of a longer history would look like a new input to a compiled pass.
         action_in = action_in.clone(memory_format=torch.contiguous_format)
 
-        if c.action_guidance > 0:  # every row once per latent action, against a copy of its cache
-            every, repeated = self._every_action(b, action_in.device), cache.repeat(c.num_actions)
+        if c.action_guidance > 0:  # every row once per action guidance reads, against a copy of its cache
+            rows = self._guidance_actions(action_in)  # (R·B, 1)
+            repeated = cache.repeat(len(rows) // b)
 
             def logits_fn(frame: torch.Tensor) -> torch.Tensor:
-                frames = frame.view(b, 1, h, w).repeat(c.num_actions, 1, 1, 1)
-                logits = network(frames, every, repeated)[:, 0].flatten(1, 2)  # (A·B, N, V)
-                return guided(logits, action_in, c.action_guidance)
+                frames = frame.view(b, 1, h, w).repeat(len(rows) // b, 1, 1, 1)
+                logits = network(frames, rows, repeated)[:, 0].flatten(1, 2)  # (R·B, N, V)
+                return guided(logits, action_in, c.action_guidance, c.guidance_against)
         else:
             def logits_fn(frame: torch.Tensor) -> torch.Tensor:
                 return network(frame.view(b, 1, h, w), action_in, cache)[:, 0].flatten(1, 2)  # (B, N, V)
@@ -279,10 +299,14 @@ class DynamicsModel(nn.Module):
             network(new, action_in, cache)
         return new
 
-    def _every_action(self, b: int, device: torch.device) -> torch.Tensor:
-        """(A·B, 1) ids: each of B rows under every latent action, row a·B + i being row i under a
-        (the layout `guided` and `KVCache.repeat` read)."""
-        return torch.arange(self.config.num_actions, device=device).repeat_interleave(b)[:, None]
+    def _guidance_actions(self, action_in: torch.Tensor) -> torch.Tensor:
+        """The (R·B, 1) action ids a guided draw runs B rows under, in the layout `guided` and
+        `KVCache.repeat` read: every latent action (R = A, row a·B + i being row i under a), or,
+        with `guidance_against` r, the actions taken and then r (R = 2)."""
+        b, against = action_in.shape[0], self.config.guidance_against
+        if against is None:
+            return torch.arange(self.config.num_actions, device=action_in.device).repeat_interleave(b)[:, None]
+        return torch.cat([action_in, torch.full_like(action_in, against)])
 
     def prefill(self, tokens: torch.Tensor, prev_actions: torch.Tensor, cache: KVCache) -> None:
         """Write the keys/values of final frames `tokens` (B, t, H', W') into `cache`.

@@ -159,15 +159,33 @@ class Genie(nn.Module):
         return compile_play(self.tokenizer, self.dynamics, warm_up) is not None
 
     def set_sampling(self, maskgit_steps: int | None = None, temperature: float | None = None,
-                     action_guidance: float | None = None) -> "Genie":
+                     action_guidance: float | None = None, guidance_against: int | str | None = None) -> "Genie":
         """Change how every later step of this world draws its frames (None: keep the world's
-        own): MaskGIT iterations, temperature, action guidance (`DynamicsConfig.action_guidance`).
-        Out-of-range values raise ValueError. Returns the world."""
+        own): MaskGIT iterations, temperature, action guidance (`DynamicsConfig.action_guidance`)
+        and what it contrasts with (`DynamicsConfig.guidance_against`): "mean" (the mean over
+        every latent action), "none" (the model told no action, for worlds trained with action
+        dropout), or an action, by id or by one of the world's labels. Out-of-range values raise
+        ValueError. Returns the world."""
         changes = {k: v for k, v in (("maskgit_steps", maskgit_steps), ("temperature", temperature),
                                      ("action_guidance", action_guidance)) if v is not None}
+        if guidance_against is not None:
+            changes["guidance_against"] = self._action_id(guidance_against)
         self.dynamics.config = replace(self.dynamics.config, **changes)
         self.config = replace(self.config, dynamics=self.dynamics.config)
         return self
+
+    def _action_id(self, action: int | str) -> int | None:
+        """An action id, one of this world's action labels, "none" → an id (`num_actions` for
+        none); "mean" → None."""
+        if isinstance(action, str) and not action.lstrip("-").isdigit():
+            if action in ("mean", "none"):
+                return None if action == "mean" else self.num_actions
+            labels = list(self.config.action_labels)
+            if labels.count(action) != 1:
+                raise ValueError(f"{action!r} names no action of this world: its labels are "
+                                 f"{labels or 'none'}; give an action id 0..{self.num_actions - 1}, 'none' or 'mean'")
+            return labels.index(action)
+        return int(action)
 
     def start(self, video: torch.Tensor, seed: int | None = None, use_cache: bool = True,
               maskgit_steps: int | None = None, temperature: float | None = None) -> tuple[Rollout, torch.Tensor]:

@@ -119,6 +119,9 @@ def test_card_shows_the_evaluation_beside_its_baselines(world, tmp_path):
         assert f"--maskgit-steps {other['settings']['maskgit_steps']}`" in card(path, metrics=other)
         other["settings"]["action_guidance"] = 3.0  # and with action guidance the world does not use
         assert f"--maskgit-steps {other['settings']['maskgit_steps']} --action-guidance 3`" in card(path, metrics=other)
+        assert "--guidance-against" not in card(path, metrics=other)  # against the mean, as the world's own
+        other["settings"]["guidance_against"] = "none"  # against no action
+        assert "--action-guidance 3 --guidance-against none`" in card(path, metrics=other)
         # One written before digests were recorded is taken; an export stamps it with the weights it
         # replaces, so the card of the new weights leaves it out.
         legacy = copy.deepcopy(m)

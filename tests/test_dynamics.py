@@ -131,3 +131,25 @@ def test_context_noise_corrupts_only_given_tokens_after_the_prompt():
     for bad in (1.5, -0.3):
         with pytest.raises(ValueError, match="context_noise"):
             model.compute_loss(tokens, actions, context_noise=bad)
+
+
+def test_action_dropout_hides_the_actions_it_drops():
+    """action_dropout 1: the loss reads no action (two action sequences give one loss, and no
+    gradient reaches their one-hots); 0: the actions matter; a share between hides some frames."""
+    torch.manual_seed(0)
+    model = DynamicsModel(presets.tiny().dynamics)
+    tokens, actions = _batch(model, b=4, t=4)
+    other = (actions + 1) % model.config.num_actions
+
+    def loss(a, dropout, **kwargs):
+        return model.compute_loss(tokens, a, generator=torch.Generator().manual_seed(0), action_dropout=dropout,
+                                  **kwargs).loss
+
+    assert loss(actions, 1.0) == loss(other, 1.0)
+    assert loss(actions, 0.0) != loss(other, 0.0)
+    assert loss(actions, 0.5) not in (loss(actions, 0.0), loss(actions, 1.0))
+    onehot = torch.nn.functional.one_hot(actions, model.config.num_actions).float().requires_grad_()
+    loss(actions, 1.0, action_onehot=onehot).backward()
+    assert onehot.grad is None or onehot.grad.abs().sum() == 0
+    with pytest.raises(ValueError, match="action_dropout"):
+        loss(actions, 1.5)

@@ -1,5 +1,7 @@
 """The rollout engine (`opengenie.engine.Rollout`): every front door plays through it."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -117,11 +119,13 @@ def test_compiled_play_step_computes_the_eager_step_and_compiles_once():
     assert world.start(torch.zeros(1, 3, 1, 64, 64), seed=0)[0].graphs is None
 
 
-def test_action_guidance_plays_alike_through_every_path():
-    """A guided world (each draw run under every latent action) gives the same frames cached and
-    uncached, and to players stepped together as alone; and it draws other frames than plain."""
+@pytest.mark.parametrize("against", ["mean", 1, "none"])
+def test_action_guidance_plays_alike_through_every_path(against):
+    """A guided world (each draw run under every latent action, or under the taken one and one
+    other) gives the same frames cached and uncached, and to players stepped together as alone;
+    and it draws other frames than plain."""
     torch.manual_seed(1)
-    guided = Genie(presets.tiny()).eval().set_sampling(action_guidance=2.0)
+    guided = Genie(presets.tiny()).eval().set_sampling(action_guidance=2.0, guidance_against=against)
     prompt = torch.rand(2, 3, 1, 64, 64) * 2 - 1
     actions = torch.randint(0, guided.num_actions, (2, 6))  # within the window, where both paths read alike
     cached = guided.rollout(prompt, actions, seed=0)
@@ -148,6 +152,12 @@ def test_guidance_weighs_what_sets_the_action_apart():
     logits[1, 0, 0, 1] = 2.5  # only action 1 likes code 1
     assert guided(logits, torch.tensor([[1]]), 0.0).argmax(-1).item() == 0
     assert guided(logits, torch.tensor([[1]]), 2.0).argmax(-1).item() == 1
+    # Against one action r: rows [taken; r]. Taken = r reads plain; what r favours as much as the
+    # taken action loses to what only the taken one favours.
+    torch.testing.assert_close(guided(same[:2], torch.tensor([[1]]), 4.0, against=1), torch.log_softmax(same[:1], -1))
+    pair = torch.stack([logits[1], logits[0]])  # taken action 1, against action 0
+    assert guided(pair, torch.tensor([[1]]), 0.0, against=0).argmax(-1).item() == 0
+    assert guided(pair, torch.tensor([[1]]), 2.0, against=0).argmax(-1).item() == 1
 
 
 def test_set_sampling_changes_only_what_it_is_given():
@@ -157,3 +167,12 @@ def test_set_sampling_changes_only_what_it_is_given():
     assert (d.action_guidance, d.temperature, d.maskgit_steps) == (1.5, 0.5, 2) and world.dynamics.config == d
     with pytest.raises(ValueError, match="action_guidance"):
         world.set_sampling(action_guidance=-1.0)
+    assert world.set_sampling(guidance_against="3").config.dynamics.guidance_against == 3
+    assert world.set_sampling(guidance_against="mean").config.dynamics.guidance_against is None
+    world.config = replace(world.config, action_labels=tuple(f"act {a}" for a in range(world.num_actions - 1)) + ("still",))
+    assert world.set_sampling(guidance_against="still").config.dynamics.guidance_against == world.num_actions - 1
+    with pytest.raises(ValueError, match="names no action of this world"):
+        world.set_sampling(guidance_against="jump")
+    assert world.set_sampling(guidance_against="none").config.dynamics.guidance_against == world.num_actions
+    with pytest.raises(ValueError, match="guidance_against"):
+        world.set_sampling(guidance_against=world.num_actions + 1)

@@ -58,9 +58,15 @@ def test_cli_writes_gif_and_mp4_with_every_frame(model, prompt, tmp_path):
     guided = tmp_path / "guided.gif"  # the same draws, weighed by action guidance: other frames
     main(["generate", "--model", str(model), "--prompt", str(prompt), "--actions", "0,3,3,1", "--out", str(guided),
           "--maskgit-steps", "2", "--action-guidance", "4"])
-    frames = [[np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))] for path in (gif, guided)]
-    assert len(frames[1]) == 5 and (frames[0][0] == frames[1][0]).all() and not all(
-        (a == b).all() for a, b in zip(frames[0][1:], frames[1][1:]))
+    against = tmp_path / "against.gif"  # guided against one action alone: others again
+    main(["generate", "--model", str(model), "--prompt", str(prompt), "--actions", "0,3,3,1", "--out", str(against),
+          "--maskgit-steps", "2", "--action-guidance", "4", "--guidance-against", "2"])
+    frames = [[np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))]
+              for path in (gif, guided, against)]
+    for other in frames[1:]:
+        assert len(other) == 5 and (frames[0][0] == other[0]).all() and not all(
+            (a == b).all() for a, b in zip(frames[0][1:], other[1:]))
+    assert not all((a == b).all() for a, b in zip(frames[1][1:], frames[2][1:]))
     main(["generate", "--model", str(model), "--prompt", str(prompt), "--random", "3", "--out", str(mp4),
           "--scale", "3", "--maskgit-steps", "2"])
     with av.open(str(mp4)) as container:

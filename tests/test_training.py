@@ -403,10 +403,12 @@ def test_cotraining_sends_the_dynamics_loss_to_the_action_model(tokenizer_run):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
-def test_context_noise_changes_training_steps_only(tokenizer_run):
-    """model.context_noise corrupts the context of training steps; validation reads clean tokens."""
-    clean, noisy = _tiny_stage2(tokenizer_run), _tiny_stage2(tokenizer_run, context_noise=1.0)
-    again = _tiny_stage2(tokenizer_run)  # the control: a training step repeats exactly without noise
+@pytest.mark.parametrize("option", ["context_noise", "action_dropout"])
+def test_loss_options_change_training_steps_only(tokenizer_run, option):
+    """model.context_noise corrupts the context of training steps, model.action_dropout hides
+    their actions; validation reads clean tokens and every action."""
+    clean, noisy = _tiny_stage2(tokenizer_run), _tiny_stage2(tokenizer_run, **{option: 1.0})
+    again = _tiny_stage2(tokenizer_run)  # the control: a training step repeats exactly without the option
     ce = {}
     for mode in ("train", "eval"):
         for name, stage in (("clean", clean), ("noisy", noisy), ("again", again)):
@@ -415,8 +417,8 @@ def test_context_noise_changes_training_steps_only(tokenizer_run):
                 ce[mode, name] = float(_clip_loss(stage, 8).logs["dynamics/cross_entropy"])
     assert ce["eval", "clean"] == ce["eval", "noisy"]
     assert ce["train", "clean"] == ce["train", "again"] != ce["train", "noisy"]
-    with pytest.raises(ValueError, match="context_noise"):
-        _tiny_stage2(tokenizer_run, context_noise=2.0)
+    with pytest.raises(ValueError, match=option):
+        _tiny_stage2(tokenizer_run, **{option: 2.0})
 
 
 def test_compile_reaches_every_transformer_a_step_calls(tokenizer_run):

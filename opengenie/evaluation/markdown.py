@@ -7,6 +7,15 @@ NAMES = {"reconstruction": "tokenizer reconstruction (ceiling)", "copy": "copy t
          "inferred": "world, inferred actions", "random": "world, random actions"}
 
 
+def _guidance(s: dict) -> str:
+    """The action guidance of an evaluation's draws, as the report's first paragraph names it."""
+    if not s.get("action_guidance"):
+        return ""
+    against = s.get("guidance_against", "mean")  # older files: the mean
+    named = {"mean": "the mean over every action", "none": "no action"}
+    return f", action guidance {s['action_guidance']:g} against " + named.get(against, f"action {against}")
+
+
 def _num(value, digits: int = 2) -> str:
     if value is None:
         return "—"
@@ -105,7 +114,7 @@ def markdown(m: dict) -> str:
         f"{s['num_clips']} clips of {s['frames']} frames at {s['image_size'][0]}×{s['image_size'][1]}"
         + (f" (one world step = {s['frame_skip']} video frames)" if s.get("frame_skip", 1) > 1 else "") + ", seed "
         f"{s['seed']}, batch size {s['batch_size']}, MaskGIT {s['maskgit_steps']} steps at temperature "
-        f"{s['temperature']}" + (f", action guidance {s['action_guidance']:g}" if s.get("action_guidance") else "")
+        f"{s['temperature']}" + _guidance(s)
         + f", one prompt frame, device {s['device']} ({s['seconds']} s). "
         + _clip_rule(s) + "Intervals are bootstrap 95 % over clips.", "",
         "## Verdict", "", *verdict_lines(m), "",

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from opengenie.card import CARD_FILE, weights_digest, write_card
+from opengenie.card import CARD_FILE, guidance_name, weights_digest, write_card
 from opengenie.engine import check_sampling
 from opengenie.evaluation.evaluate import (SKIPPABLE, check_clips, evaluate_world, finite_or_text, fvd_precision_for,
                                          select_clips)
@@ -183,13 +183,13 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
              frames: int = 16, seed: int = 0, batch_size: int = 16, out: str | Path = "out/eval",
              skip: tuple[str, ...] = (), device: str | None = None, prompts: int = 16,
              hold_steps: int = HOLD_STEPS, fvd_precision: str = "auto", maskgit_steps: int | None = None,
-             action_guidance: float | None = None,
+             action_guidance: float | None = None, guidance_against: int | str | None = None,
              across_episode_ends: bool = False, progress: bool = True) -> dict:
     """Evaluate the world saved in `model` on `num_clips` clips of `frames` frames from the
     `split` episodes of `data` (None: every episode); write metrics.json, per_clip.json,
     report.md and the figures to `out`. `maskgit_steps`: MaskGIT iterations per generated frame
-    (None: the world's own), to measure what fewer steps cost; `action_guidance`: the guidance
-    weight of every draw (None: the world's own). `across_episode_ends`: let clips
+    (None: the world's own), to measure what fewer steps cost; `action_guidance`, `guidance_against`: the
+    guidance of every draw (`Genie.set_sampling`; None: the world's own). `across_episode_ends`: let clips
     run across the end of an episode (by default every clip stays within one). With `out` the
     world's own folder or its `eval/`, the world's generated card (README.md), where it has one,
     is rewritten with this evaluation.
@@ -206,7 +206,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
         fvd_precision = fvd_precision_for(torch.device(device))
     if maskgit_steps is not None:
         check_sampling(maskgit_steps, None)
-    world.set_sampling(maskgit_steps=maskgit_steps, action_guidance=action_guidance)
+    world.set_sampling(maskgit_steps=maskgit_steps, action_guidance=action_guidance, guidance_against=guidance_against)
     ds, clips = _load_clips(data, split, frames, num_clips, seed, world.image_size, world.config.frame_skip,
                             across_episode_ends)
     from opengenie.data import read_manifest
@@ -244,7 +244,7 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
         "image_size": list(world.image_size), "seed": seed, "rollout_seeds": f"{seed} + batch index",
         "batch_size": batch_size, "skip": list(skip), "device": str(device),
         "maskgit_steps": c.dynamics.maskgit_steps, "temperature": c.dynamics.temperature,
-        "action_guidance": c.dynamics.action_guidance,
+        "action_guidance": c.dynamics.action_guidance, "guidance_against": guidance_name(c.dynamics.guidance_against, c.dynamics.num_actions),
         "prompt_frames": 1, "lpips_net": "alexnet", "fvd_resize": "224x224 bilinear (I3D input)",
         "fvd_precision": fvd_precision, "playability_prompts": prompts, "hold_steps": hold_steps,
         "episodes": len(ds.paths), "seconds": round(time.perf_counter() - started, 1),

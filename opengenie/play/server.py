@@ -319,16 +319,18 @@ PROMPTS = "prompts"
 
 
 def serve(model: str | Path | Genie, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
-          compiled: bool = False, action_guidance: float | None = None, **options) -> None:
+          compiled: bool = False, action_guidance: float | None = None,
+          guidance_against: int | str | None = None, **options) -> None:
     """Load a saved world (or take a loaded one) and serve the play page until Ctrl+C.
     `compiled`: compile the play step (`Genie.compile_play`) in a background thread while the
     page already plays eagerly; steps switch to the compiled passes once they are ready.
-    `action_guidance`: the world's guidance weight for every session (None: its own).
+    `action_guidance`, `guidance_against`: the world's guidance for every session (`Genie.set_sampling`;
+    None: its own).
     `options` go to `create_app` (prompt, data, maskgit_steps, temperature, max_sessions, ...)."""
     import uvicorn
 
     world = model if isinstance(model, Genie) else Genie.from_pretrained(model, device=device)
-    world.set_sampling(action_guidance=action_guidance)
+    world.set_sampling(action_guidance=action_guidance, guidance_against=guidance_against)
     if options.get("data") is None and not isinstance(model, Genie) and (Path(model) / PROMPTS).is_dir():
         options["data"] = Path(model) / PROMPTS  # a world shipped with its own starting frames
     app = create_app(world, **options)

@@ -57,6 +57,9 @@ class DynamicsModule(GenieStage):
         learn what the dynamics model needs to know, not only what the action decoder does.
     context_noise: corrupt up to this share of the dynamics model's unmasked context tokens with
         random codes (`DynamicsModel.compute_loss`); 0 (Genie): clean context.
+    action_dropout: the share of frames whose incoming action the dynamics model is not told
+        (`DynamicsModel.compute_loss`), so that it also learns the unconditional model which action
+        guidance can contrast with (`DynamicsConfig.guidance_against`); 0 (Genie): none.
     init: start from a trained stage 2 (a stage-2 checkpoint or a world dir on the same tokenizer):
         its action model and dynamics, their configs and weights (the codebook warm-up, already
         done, is not repeated); preset and overrides are then not used. For training further on
@@ -67,12 +70,13 @@ class DynamicsModule(GenieStage):
                  genie_config: dict | None = None, lr: float = 3e-5, min_lr: float | None = 3e-6,
                  warmup_steps: int = 5_000, schedule: Schedule = "cosine", betas: tuple[float, float] = (0.9, 0.9),
                  weight_decay: float = 1e-4, grad_clip: float | None = 1.0, action_loss_weight: float = 1.0,
-                 action_grad: bool = False, context_noise: float = 0.0, init: str | None = None,
-                 compile: bool = False) -> None:
+                 action_grad: bool = False, context_noise: float = 0.0, action_dropout: float = 0.0,
+                 init: str | None = None, compile: bool = False) -> None:
         super().__init__(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, schedule=schedule, betas=betas,
                          weight_decay=weight_decay, grad_clip=grad_clip, compile=compile)
-        if not 0.0 <= context_noise <= 1.0:
-            raise ValueError(f"model.context_noise must lie in [0, 1], got {context_noise}")
+        for name, share in (("context_noise", context_noise), ("action_dropout", action_dropout)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"model.{name} must lie in [0, 1], got {share}")
         frozen = load_tokenizer(tokenizer)
         start = _trained_stage2(init, frozen) if init is not None else None
         if start is not None and overrides and not genie_config:
@@ -153,8 +157,9 @@ class DynamicsModule(GenieStage):
         onehot = self.action_onehot(video) if self.hparams.action_grad and self.training else None
         actions = self.infer_actions(video) if onehot is None else onehot.argmax(-1)  # (B, T−1)
         lam = self.action_model(video)
-        noise = self.hparams.context_noise if self.training else 0.0
-        dyn = self.dynamics.compute_loss(tokens, actions, generator=generator, action_onehot=onehot, context_noise=noise)
+        noise, dropout = (self.hparams.context_noise, self.hparams.action_dropout) if self.training else (0.0, 0.0)
+        dyn = self.dynamics.compute_loss(tokens, actions, generator=generator, action_onehot=onehot,
+                                         context_noise=noise, action_dropout=dropout)
         loss = dyn.loss + self.hparams.action_loss_weight * lam.loss
         logs = {"loss": loss, "dynamics/cross_entropy": dyn.loss, "dynamics/accuracy": dyn.accuracy,
                 "dynamics/mask_rate": dyn.mask_rate, "action/loss": lam.loss, "action/recon": lam.parts.recon,
