@@ -43,6 +43,9 @@ def main() -> None:
     reach = max_shift_for(world.config.frame_skip, world.image_size[0])
     moved = [0] * len(runs)
     names = sorted(Path(args.model, "prompts").glob("*.png"))
+    if not names:
+        raise SystemExit(f"{args.model} has no prompts/*.png to start from (write a gallery there with "
+                         "`opengenie gallery --data EPISODES --out WORLD/prompts`)")
     print(f"{args.model}, keys {args.keys}, seed {args.seed}: camera motion of each run (px; ±{reach} a step is the "
           "search's limit, usually a redrawn scene rather than a pan)")
     print("| frame | " + " | ".join(f"{ARROW[k][0]}×{n}" for k, n in runs) + " |")

@@ -53,8 +53,8 @@ def main() -> None:
             worlds[(mode, w, against)] = world
     prompts = sorted(Path(args.model, "prompts").glob("*.png"))
     if not prompts:
-        raise SystemExit(f"{args.model} has no prompts/*.png to start from (a world made by `opengenie export` "
-                         "with --label-data, or `opengenie gallery --out WORLD/prompts`)")
+        raise SystemExit(f"{args.model} has no prompts/*.png to start from (write a gallery there with "
+                         "`opengenie gallery --data EPISODES --out WORLD/prompts`)")
     video = to_video(load_frames(str(prompts[0]), next(iter(worlds.values())).image_size))
     times = {key: [] for key in worlds}
     for rep in range(args.repeats):
