@@ -79,6 +79,8 @@ GUIDANCE_HELP = ("action guidance weight w: what sets the pressed action apart f
 GUIDANCE_AGAINST_HELP = ("what action guidance sets the pressed action apart from: 'mean', the mean over every latent "
                          "action; 'none', the world told no action (worlds trained with action dropout); or one "
                          "action, by id or by the world's label (default: the model's)")
+STEPS = bounded(int, 1, MAX_STEPS)
+SEED = bounded(int, 0, 2**32 - 1)
 
 
 def add_guidance(p: argparse.ArgumentParser, help: str = GUIDANCE_HELP) -> None:
@@ -90,8 +92,6 @@ def add_guidance(p: argparse.ArgumentParser, help: str = GUIDANCE_HELP) -> None:
 def guidance_of(args: argparse.Namespace) -> dict:
     """The `Genie.set_sampling` keywords of `add_guidance`'s options (None: the world's own)."""
     return {"action_guidance": args.action_guidance, "guidance_against": args.guidance_against}
-STEPS = bounded(int, 1, MAX_STEPS)
-SEED = bounded(int, 0, 2**32 - 1)
 
 
 def has_episodes(data: str) -> None:

@@ -62,8 +62,8 @@ def config_from_seed(desc: Any, tok_vocab: int, act_vocab: int, embed_dim: int, 
 
 def guided(logits: torch.Tensor, action: torch.Tensor, weight: float, against: int | None = None) -> torch.Tensor:
     """Action guidance → (B, N, V) log p(z | a) + w (log p(z | a) − log q(z)), action (B, 1) the
-    one taken: classifier-free guidance, with q standing in for an unconditional model, which
-    this one never learned.
+    one taken: classifier-free guidance, q the mean over the actions, one action, or the model
+    told no action (`DynamicsConfig.guidance_against`).
 
     `against` None: logits (A·B, N, V) of B rows under each of A actions (row a·B + i is row i
     under action a), q the mean of p(z | b) over them. An action id r: logits (2·B, N, V), rows
