@@ -32,8 +32,8 @@ def main() -> None:
     p.add_argument("--keys", default="right*6,up,right*3,left*8,up,left*2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--action-guidance", type=float, default=None, help="guidance weight (default: the world's)")
-    p.add_argument("--guidance-against", default=None, help="what guidance contrasts with: an action id or label, or "
-                   "'mean' (default: the world's)")
+    p.add_argument("--guidance-against", default=None, help="what guidance contrasts with: an action id or label, "
+                   "'none' or 'mean' (default: the world's)")
     args = p.parse_args()
     world = Genie.from_pretrained(args.model).eval().set_sampling(action_guidance=args.action_guidance,
                                                                   guidance_against=args.guidance_against)
