@@ -49,6 +49,10 @@ def model_line(config: dict, parameters: int | None = None, dtype: str | None = 
            f"{a.get('encoder', 'pairs')} encoder, decoder context {a.get('decoder_context', 'clip')}")
     conditioning = "one action token per frame" if d.get("action_conditioning") == "token" else "additive actions"
     dyn = f"dynamics {d['depth']} × {d['dim']}, {conditioning}, {d['maskgit_steps']} MaskGIT steps"
+    if d.get("action_guidance"):
+        against = guidance_name(d.get("guidance_against"), d["num_actions"])
+        against = {"mean": "the mean over its actions", "none": "no action"}.get(against, f"action {against}")
+        dyn += f", action guidance {d['action_guidance']:g} against {against}"
     size = f"; {parameters / 1e6:.1f}M parameters, {dtype}" if parameters else ""
     return f"{tok}; {act}; {dyn}{size}"
 
@@ -273,6 +277,8 @@ def _stage(ckpt: Path, name: str) -> tuple[str, dict, str | None]:
         line += f" of {data['batch_size']} × {data['seq_len']} frames"
         if data.get("across_episode_ends") is False:
             line += " within episodes"
+    if args.get("action_dropout"):
+        line += f", action dropout {args['action_dropout']:g}"
     return line, data, args.get("init")
 
 

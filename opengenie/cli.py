@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from opengenie.cli_args import NONNEGATIVE, POSITIVE, SEED, bounded, has_episodes
+from opengenie.cli_args import NONNEGATIVE, POSITIVE, SEED, add_guidance, bounded, guidance_of, has_episodes
 from opengenie.cli_world import SECTIONS as WORLD_SECTIONS
 
 
@@ -177,6 +177,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="split of --label-data to take prompts from")
     p.add_argument("--label-prompts", type=POSITIVE, default=LABEL_PROMPTS,
                    help="prompt frames each action is held from (as `opengenie label --prompts`)")
+    add_guidance(p, help="action guidance weight the world plays with by default (0: plain, as trained); "
+                         "--label-data measures the labels with it")
 
     def run(args: argparse.Namespace) -> None:
         from opengenie.card import mark_kept_evaluations, provenance_from_checkpoints, write_card
@@ -185,7 +187,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         for path in mark_kept_evaluations(args.out):  # they measured the weights about to be replaced
             print(f"{path} measured the weights this export replaces: its sha256 is now recorded in it, and the "
                   "card leaves it out until `opengenie eval --out` measures the new ones")
-        out = export(args.dynamics, args.out, tokenizer=args.tokenizer, dtype=args.dtype, frame_skip=args.frame_skip)
+        out = export(args.dynamics, args.out, tokenizer=args.tokenizer, dtype=args.dtype, frame_skip=args.frame_skip,
+                     sampling=guidance_of(args))
         print(f"wrote {out} (load it with opengenie.Genie.from_pretrained({str(out)!r}))")
         measured = None
         if args.label_data:

@@ -211,13 +211,15 @@ def test_export_writes_the_card(tmp_path):
     labels = json.loads((tmp_path / "w" / "config.json").read_text())["action_labels"]
     assert [r[1] for r in _rows(text, "| action | label | key | dx | dy |")] == labels
     assert f"| training | {known['training']} |" in text
-    # Stage 2 trained further from the saved world, on clips cut at episode ends: the new card tells both runs.
+    # Stage 2 trained further from the saved world, on clips cut at episode ends and with action
+    # dropout: the new card tells both runs.
     main(args("dynamics/tiny.yaml", tmp_path / "more", "--data.tokens", "false", "--data.across_episode_ends", "false",
-              "--model.init_args.tokenizer", str(tokenizer), "--model.init_args.init", str(tmp_path / "w")),
-         stage="dynamics")
+              "--model.init_args.tokenizer", str(tokenizer), "--model.init_args.init", str(tmp_path / "w"),
+              "--model.init_args.action_dropout", "0.5"), stage="dynamics")
     further = provenance_from_checkpoints(tmp_path / "more" / "ckpt" / "last.ckpt")
     assert further["training"].startswith(f"{known['training']}; then trained further: stage 2 (action model + dynamics) 2 steps")
-    assert further["training"].endswith("of 2 × 4 frames within episodes") and "within episodes" not in known["training"]
+    assert further["training"].endswith("of 2 × 4 frames within episodes, action dropout 0.5")
+    assert "within episodes" not in known["training"] and "dropout" not in known["training"]
     # Its decoder trained further from the same world too: the world's runs are told once, then both new ones.
     main(args("tokenizer/tiny.yaml", tmp_path / "dec", "--model.init_args.init", str(tmp_path / "w"),
               "--model.init_args.train_part", "decoder", "--model.init_args.warmup_steps", "1"), stage="tokenizer")
@@ -225,9 +227,15 @@ def test_export_writes_the_card(tmp_path):
     head, tail = both["training"].split("; then trained further: ")
     assert head == known["training"] and both["training"].count(known["training"]) == 1
     assert tail.startswith("tokenizer decoder (encoder and codebook frozen) 2 steps") and "; stage 2 (action model" in tail
-    # Exported with that stage 2, its world's card tells it; a decoder trained further from that
-    # world and exported with the same stage 2 tells the stage 2 once, then the new decoder.
-    opengenie(["export", "--dynamics", str(tmp_path / "more" / "ckpt" / "last.ckpt"), "--out", str(tmp_path / "w2")])
+    # Exported with that stage 2 and the guidance it was trained for, its world plays guided by
+    # default and its card tells both; a decoder trained further from that world and exported with
+    # the same stage 2 tells the stage 2 once, then the new decoder.
+    opengenie(["export", "--dynamics", str(tmp_path / "more" / "ckpt" / "last.ckpt"), "--out", str(tmp_path / "w2"),
+               "--action-guidance", "1.5", "--guidance-against", "none"])
+    dynamics_config = json.loads((tmp_path / "w2" / "config.json").read_text())["dynamics"]
+    assert dynamics_config["action_guidance"] == 1.5 and dynamics_config["guidance_against"] == dynamics_config["num_actions"]
+    assert "MaskGIT steps, action guidance 1.5 against no action;" in (tmp_path / "w2" / "README.md").read_text()
+    assert "action guidance" not in text  # the plain world's card
     main(args("tokenizer/tiny.yaml", tmp_path / "dec2", "--model.init_args.init", str(tmp_path / "w2"),
               "--model.init_args.train_part", "decoder", "--model.init_args.warmup_steps", "1"), stage="tokenizer")
     again = provenance_from_checkpoints(tmp_path / "more" / "ckpt" / "last.ckpt", tmp_path / "dec2" / "ckpt" / "last.ckpt")

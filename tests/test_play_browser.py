@@ -94,6 +94,8 @@ def test_keys_play_and_gif_holds_every_frame(browser, url):
     shown = _press(browser, "8", "2", shown)
     _press(browser, Keys.ARROW_RIGHT, "3", shown)  # mapped to action 1 by default
     assert browser.find_element(By.ID, "fps").text != ""
+    sampling = browser.find_element(By.ID, "sampling").text  # a plain world: its MaskGIT settings, no guidance
+    assert sampling.startswith("Each frame: ") and "MaskGIT steps" in sampling and "guidance" not in sampling
     href = browser.find_element(By.ID, "download").get_attribute("href")
     with urllib.request.urlopen(href, timeout=60) as res:
         gif = Image.open(io.BytesIO(res.read()))
@@ -157,21 +159,26 @@ def test_dataset_frames_start_a_session(browser, url):
 
 @pytest.fixture(scope="module")
 def labelled_url(tmp_path_factory):
-    """A tiny world whose config names its actions and maps the arrows, as `opengenie label` writes it."""
+    """A tiny world whose config names its actions and maps the arrows, as `opengenie label` writes it,
+    and plays with action guidance against no action, as `opengenie export --action-guidance` writes it."""
     from dataclasses import replace
 
     torch.manual_seed(0)
     config = presets.tiny()
     labels = ("still", "walk right", "walk left", "jump", "fall", "still 2", "jump right", "jump left")[:config.dynamics.num_actions]
-    config = replace(config, action_labels=labels, arrow_keys={"ArrowRight": 1, "ArrowLeft": 2, "ArrowUp": 3})
+    config = replace(config, action_labels=labels, arrow_keys={"ArrowRight": 1, "ArrowLeft": 2, "ArrowUp": 3},
+                     dynamics=replace(config.dynamics, action_guidance=1.5, guidance_against=config.dynamics.num_actions))
     model = Genie(config).save_pretrained(tmp_path_factory.mktemp("labelled"))
     with BackgroundServer(create_app(Genie.from_pretrained(model))) as address:
         yield address
 
 
 def test_labelled_world_names_its_actions_and_maps_the_arrows(browser, labelled_url):
-    """The buttons show the world's labels, the arrows default to the labelled actions, and → plays "walk right"."""
+    """The buttons show the world's labels, the arrows default to the labelled actions, → plays "walk right",
+    and the page tells how its frames are drawn."""
     shown = _ready(browser, labelled_url)
+    sampling = browser.find_element(By.ID, "sampling").text
+    assert "MaskGIT steps" in sampling and "action guidance 1.5 against no action (2 passes a step)" in sampling
     buttons = browser.find_elements(By.CSS_SELECTOR, "#actions button")
     assert "walk right" in buttons[1].text and "jump" in buttons[3].text
     browser.find_element(By.CSS_SELECTOR, "#keys-panel summary").click()

@@ -4,7 +4,7 @@
 
 Routes (the protocol is described in docs/play.md):
     GET  /                               the page (static/index.html, play.js, play.css)
-    GET  /api/info                       the world: actions, frame size, upload limit
+    GET  /api/info                       the world: actions, frame size, sampling, upload limit
     GET  /api/samples                    starting frames from --data, as PNG data URLs
     WS   /ws                             one session: JSON messages, frames as base64 PNG
     POST /api/sessions/{id}/prompt       body = a PNG/JPEG/WebP image: restart from it
@@ -31,6 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
+from opengenie.card import guidance_name
 from opengenie.genie import Genie, check_sampling
 from opengenie.images import ImageLike, load_frames
 from opengenie.nn.checks import is_int
@@ -122,6 +123,11 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
     else:
         default = np.full((1, *size, 3), 127, dtype=np.uint8)
     pool = SessionPool(world, default, maskgit_steps, temperature, max_sessions, idle_timeout, bf16)
+    own = world.config.dynamics
+    sampling = {"maskgit_steps": maskgit_steps or own.maskgit_steps,
+                "temperature": own.temperature if temperature is None else temperature,
+                "action_guidance": own.action_guidance,
+                "guidance_against": guidance_name(own.guidance_against, own.num_actions)}  # how every frame is drawn
 
     async def sweep() -> None:
         while True:
@@ -156,7 +162,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
     async def info() -> dict:
         return {"num_actions": world.num_actions, "image_size": list(size), "samples": len(samples),
                 "action_labels": list(world.config.action_labels), "arrow_keys": dict(world.config.arrow_keys),
-                "max_upload_bytes": max_upload_bytes, "upload_formats": UPLOAD_FORMATS}
+                "sampling": sampling, "max_upload_bytes": max_upload_bytes, "upload_formats": UPLOAD_FORMATS}
 
     @app.get("/api/samples")
     async def list_samples() -> list:

@@ -174,13 +174,16 @@ def genie_from_checkpoints(dynamics: str | os.PathLike, tokenizer: str | os.Path
 
 
 def export(dynamics: str | os.PathLike, out: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
-           dtype: str = "fp32", frame_skip: int = 1) -> Path:
+           dtype: str = "fp32", frame_skip: int = 1, sampling: dict | None = None) -> Path:
     """Write the directory `Genie.from_pretrained` loads (config.json + model.safetensors).
-    `frame_skip`: the `data.frame_skip` stage 2 was trained at (a world step = that many frames)."""
+    `frame_skip`: the `data.frame_skip` stage 2 was trained at (a world step = that many frames).
+    `sampling`: `Genie.set_sampling` keywords the world then plays with by default, e.g.
+    {"action_guidance": 1.0, "guidance_against": "none"}."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     genie = genie_from_checkpoints(dynamics, tokenizer)
     genie.config = dataclasses.replace(genie.config, frame_skip=frame_skip)
+    genie.set_sampling(**(sampling or {}))
     return genie.save_pretrained(out, dtype=None if dtype == "fp32" else DTYPES[dtype])
 
 
