@@ -23,7 +23,7 @@ def _gallery(args) -> None:
         from opengenie import Genie
 
         world = Genie.from_pretrained(args.model).set_sampling(**guidance_of(args))
-        rows = against_the_game(world, args.out, draws=args.draws)
+        rows = against_the_game(world, args.out, draws=args.draws, progress=True)
         print(f"each arrow held from the frames in {args.out} as long as the real game's key was, beside the game "
               "from the same states (camera motion along the arrow, px):")
         for arrow, r in rows.items():

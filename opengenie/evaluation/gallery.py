@@ -139,12 +139,13 @@ def gallery_frames(folder: str | Path, reference: dict, size: tuple[int, int]) -
 
 
 @torch.no_grad()
-def against_the_game(world, folder: str | Path, draws: int = 3, seed: int = 0) -> dict[str, dict]:
+def against_the_game(world, folder: str | Path, draws: int = 3, seed: int = 0, progress: bool = False) -> dict[str, dict]:
     """Each arrow's action held from the gallery in `folder` (each frame `draws` times), beside
     the real game's key from the same states: {arrow: {"action", "world", "real", "world_ci95",
     "rollouts"}}. "world" and "real" are the mean camera motion along the arrow over the hold
     (px; dx for ← →, dy for ↑), "world_ci95" the bootstrap interval of the world's mean over its
-    `rollouts` (MaskGIT samples: one rollout from a frame can jump where the next does not)."""
+    `rollouts` (MaskGIT samples: one rollout from a frame can jump where the next does not).
+    `progress`: a bar over the world's rollouts."""
     reference = read_reference(folder)
     if reference is None:
         raise ValueError(f"{folder} has no {REFERENCE_FILE}; write the gallery with `opengenie gallery`")
@@ -156,7 +157,8 @@ def against_the_game(world, folder: str | Path, draws: int = 3, seed: int = 0) -
         raise ValueError("the world maps no arrow key to an action; measure its labels with `opengenie label`")
     actions = [world.config.arrow_keys[arrow] for arrow in arrows]
     prompts = gallery_frames(folder, reference, world.image_size).repeat(draws, 1, 1, 1, 1)  # (draws·N, C, 1, H, W)
-    video = hold_actions(world, prompts, reference["steps"], seed, actions=actions)  # (arrows, draws·N, ...)
+    video = hold_actions(world, prompts, reference["steps"], seed, actions=actions,
+                         desc="held arrows" if progress else None)  # (arrows, draws·N, ...)
     held = held_motion(video, max_shift_for(world.config.frame_skip, world.image_size[0]))
     moved = {"dx": held.dx.sum(-1), "dy": held.dy.sum(-1)}  # (arrows, draws·N) displacement over the hold
     out = {}

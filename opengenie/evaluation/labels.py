@@ -49,9 +49,9 @@ def distinct(labels: list[str]) -> list[str]:
 
 @torch.no_grad()
 def measure_labels(world: Genie, prompts: torch.Tensor, steps: int = HOLD_STEPS, seed: int = 0,
-                   batch_size: int = 32) -> tuple[tuple[str, ...], dict[str, int], list[dict]]:
+                   batch_size: int = 32, progress: bool = False) -> tuple[tuple[str, ...], dict[str, int], list[dict]]:
     """Prompts (N, C, 1, H, W) in [-1, 1] → (labels, arrow keys, playability rows per action)."""
-    _, rows = held_rows(world, prompts, steps, seed, batch_size)
+    _, rows = held_rows(world, prompts, steps, seed, batch_size, desc="label" if progress else None)
     return tuple(distinct([r["label"] for r in rows])), arrow_keys(rows), rows
 
 
@@ -65,7 +65,7 @@ def prompt_frames(data: str | Path, split: str | None, count: int, seed: int = 0
 
 
 def label_world(model: str | Path, data: str | Path, split: str | None = "test", prompts: int = 96,
-                steps: int = HOLD_STEPS, seed: int = 0) -> dict:
+                steps: int = HOLD_STEPS, seed: int = 0, progress: bool = True) -> dict:
     """Measure the labels of the world saved in `model` and write them into its config.json.
     `prompts` frames each action is held from: at 32 the arrow key chosen between two similar
     actions changed with the frames drawn; 96 held it.
@@ -79,7 +79,7 @@ def label_world(model: str | Path, data: str | Path, split: str | None = "test",
     if tuple(video.shape[-2:]) != world.image_size:
         raise ValueError(f"the episodes in {data} have {tuple(video.shape[-2:])} frames but the world expects "
                          f"{world.image_size}")
-    labels, keys, rows = measure_labels(world, video, steps, seed)
+    labels, keys, rows = measure_labels(world, video, steps, seed, progress=progress)
     config = replace(world.config, action_labels=labels, arrow_keys=keys)
     (model / CONFIG_FILE).write_text(config.to_json())
     result = {"action_labels": list(labels), "arrow_keys": keys, "actions": rows, "prompts": len(video),

@@ -61,31 +61,37 @@ def held_motion(frames: torch.Tensor, max_shift: int = MAX_SHIFT) -> Held:
 
 @torch.no_grad()
 def hold_actions(world: Genie, prompts: torch.Tensor, steps: int = HOLD_STEPS, seed: int = 0,
-                 batch_size: int = 32, actions: list[int] | None = None) -> torch.Tensor:
+                 batch_size: int = 32, actions: list[int] | None = None, desc: str | None = None) -> torch.Tensor:
     """Every latent action (or those in `actions`) held for `steps` frames from each prompt:
     prompts (N, C, 1, H, W) in [-1, 1] → videos (A, N, C, 1 + steps, H, W), the reconstructed
     prompt first.
 
     The A·N rollouts run in batches of `batch_size`; batch j uses MaskGIT seed `seed + j`.
+    `desc`: show a progress bar over the rollouts with this name (None: none).
     """
+    from tqdm.auto import tqdm
+
     held = torch.arange(world.num_actions) if actions is None else torch.as_tensor(actions, dtype=torch.long)
     a, n = len(held), prompts.shape[0]
     action = held.repeat_interleave(n)  # (A·N,): action-major
     prompt = prompts.repeat(a, 1, 1, 1, 1)  # (A·N, C, 1, H, W)
     device = next(world.parameters()).device
     parts = []
+    bar = tqdm(total=a * n, desc=desc, unit="rollout", disable=desc is None)
     for j, start in enumerate(range(0, a * n, batch_size)):
         acts = action[start:start + batch_size, None].expand(-1, steps).to(device)  # (b, steps)
         parts.append(world.rollout(prompt[start:start + batch_size].to(device), acts, seed=seed + j).cpu())
+        bar.update(len(acts))
+    bar.close()
     video = torch.cat(parts)  # (A·N, C, 1 + steps, H, W)
     return video.reshape(a, n, *video.shape[1:])
 
 
 def held_rows(world: Genie, prompts: torch.Tensor, steps: int = HOLD_STEPS, seed: int = 0, batch_size: int = 32,
-              broken_below: float = 0.0) -> tuple[torch.Tensor, list[dict]]:
+              broken_below: float = 0.0, desc: str | None = None) -> tuple[torch.Tensor, list[dict]]:
     """Hold every latent action from `prompts` (N, C, 1, H, W) and measure it at the world's frame
     step → (videos (A, N, C, 1 + steps, H, W), one `summarise` row per action)."""
-    video = hold_actions(world, prompts, steps, seed, batch_size)
+    video = hold_actions(world, prompts, steps, seed, batch_size, desc=desc)
     reach = max_shift_for(world.config.frame_skip, world.image_size[0])
     return video, summarise(held_motion(video, reach), broken_below, range(world.num_actions))
 

@@ -159,11 +159,12 @@ def _coinrun_states(data: Path, prompts: list[dict]) -> list[dict] | None:
 
 
 def playability(world: Genie, data: Path, ds, clips, prompts: int, steps: int, seed: int,
-                broken_below: float, batch_size: int) -> tuple[dict, torch.Tensor]:
+                broken_below: float, batch_size: int, progress: bool = False) -> tuple[dict, torch.Tensor]:
     """Hold every latent action from `prompts` held-out states; the real game from the same states."""
     chosen = _prompts(ds, clips, prompts)
     video = torch.stack([p["video"] for p in chosen])  # (N, C, 1, H, W)
-    held, rows = held_rows(world, video, steps, seed, batch_size, broken_below)  # held: (A, N, C, 1 + k, H, W)
+    held, rows = held_rows(world, video, steps, seed, batch_size, broken_below,
+                           desc="playability" if progress else None)  # held: (A, N, C, 1 + k, H, W)
     skip = world.config.frame_skip
     out = {"prompts": len(chosen), "steps": steps, "frame_skip": skip, "broken_below_db": broken_below,
            "actions": rows, "real": None}
@@ -225,7 +226,8 @@ def run_eval(model: str | Path, data: str | Path, *, split: str | None = "test",
     metrics["actions"] = action_diagnostics(pooled, world.num_actions, true_actions)
     threshold = broken_threshold(pooled)
     parts["transitions"] = time.perf_counter() - started - sum(parts.values())
-    metrics["playability"], held = playability(world, data, ds, clips, prompts, hold_steps, seed, threshold, batch_size)
+    metrics["playability"], held = playability(world, data, ds, clips, prompts, hold_steps, seed, threshold, batch_size,
+                                                progress)
     parts["playability"] = time.perf_counter() - started - sum(parts.values())
     out.mkdir(parents=True, exist_ok=True)
     save_grid(out / FIGURES["reconstruction"], reconstruction_rows(samples.real, samples.recon))
