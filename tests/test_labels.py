@@ -7,6 +7,7 @@ import torch
 
 from opengenie import Genie, presets
 from opengenie.evaluation.labels import arrow_keys, distinct, measure_labels
+from opengenie.evaluation.playability import label
 
 
 class PanWorld(Genie):
@@ -35,6 +36,14 @@ def test_labels_and_arrows_of_a_world_with_known_moves():
     assert labels[0] == "still 1" and labels[-1].startswith("still ")
     assert distinct(["a", "b", "a"]) == ["a 1", "b", "a 2"]
     assert "ArrowRight" not in arrow_keys([{"action": 0, "dx_total": 0.5, "dy_total": 0.0}])
+
+
+def test_a_label_names_the_other_axis_only_where_it_is_a_real_part_of_the_motion():
+    """The game's RIGHT from CoinRun states (+14.4 px, -3.3: the camera rises a little) is a walk,
+    its UP (+9.2, -14.2) a jump to the right; under 2 px is still, whatever the ratio."""
+    assert label(14.4, -3.3) == "walk right" and label(-7.4, 2.2) == "walk left"
+    assert label(9.2, -14.2) == "jump right" and label(-2.5, 4.1) == "fall left" and label(0.7, -17.0) == "jump"
+    assert label(1.5, 0.3) == "still" and label(0.0, 1.9) == "still" and label(-3.0, -3.0) == "jump left"
 
 
 def test_labels_travel_with_the_world_and_are_checked(tmp_path):

@@ -31,6 +31,7 @@ from opengenie.genie import Genie
 
 HOLD_STEPS = 12
 MOVE_PX = 2.0  # a k-step displacement below this (px) is standing still, for labels
+MINOR_SHARE = 1 / 3  # a label names the smaller of dx, dy only from this share of the larger on
 COINRUN_KEYS = {"RIGHT": RIGHT, "LEFT": LEFT, "UP": UP, "none": NOOP}  # procgen combos() indices
 
 
@@ -97,9 +98,12 @@ def held_rows(world: Genie, prompts: torch.Tensor, steps: int = HOLD_STEPS, seed
 
 
 def label(dx_total: float, dy_total: float) -> str:
-    """A name for a mean k-step camera displacement: "walk right", "jump", "fall left", "still", ..."""
-    side = "right" if dx_total > MOVE_PX else "left" if dx_total < -MOVE_PX else ""
-    up = "jump" if dy_total < -MOVE_PX else "fall" if dy_total > MOVE_PX else ""
+    """A name for a mean k-step camera displacement: "walk right", "jump", "fall left", "still", ...
+    Each axis counts beyond MOVE_PX and from MINOR_SHARE of the other axis on: the real game's
+    RIGHT held from CoinRun states moves the camera (+14.4, -3.3) px, a walk, not a jump."""
+    least = max(MOVE_PX, MINOR_SHARE * max(abs(dx_total), abs(dy_total)))
+    side = "right" if dx_total > least else "left" if dx_total < -least else ""
+    up = "jump" if dy_total < -least else "fall" if dy_total > least else ""
     if up:
         return f"{up} {side}".strip()
     return f"walk {side}" if side else "still"
