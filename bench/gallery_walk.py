@@ -3,15 +3,20 @@ plays it: how far each run of one key moves the camera, frame by frame of the ga
 
     python bench/gallery_walk.py [--model worlds/coinrun-wander] [--keys right*6,up,right*3,left*8,up,left*2]
                                  [--seed 0] [--action-guidance W] [--guidance-against still]
+                                 [--broken-below DB]
 
 The README's GIF is one such rollout from one frame; this shows what the same keys do from the
 others (one rollout each, the sampler seeded as `generate --seed`). A run counts as moving when
-its camera motion along the key's direction is at least 4 px (dx for ← →, dy for ↑).
+its camera motion along the key's direction is at least 4 px (dx for ← →, dy for ↑) and none of
+its frames is broken: a scene redrawn in new colours also "moves" the best-matching shift. A
+frame is broken when its shift-aligned PSNR to the frame before is under the evaluation's
+threshold (the real frames' 1st percentile, read from MODEL/eval/metrics.json; --broken-below).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from itertools import groupby
 from pathlib import Path
 
@@ -34,20 +39,28 @@ def main() -> None:
     p.add_argument("--action-guidance", type=float, default=None, help="guidance weight (default: the world's)")
     p.add_argument("--guidance-against", default=None, help="what guidance contrasts with: an action id or label, "
                    "'none' or 'mean' (default: the world's)")
+    p.add_argument("--broken-below", type=float, default=None,
+                   help="dB of shift-aligned PSNR under which a frame is broken (default: the world's evaluation's)")
     args = p.parse_args()
+    broken_below = args.broken_below
+    if broken_below is None:
+        metrics = Path(args.model, "eval", "metrics.json")
+        if not metrics.is_file():
+            raise SystemExit(f"{metrics} is missing: give --broken-below DB or evaluate the world first")
+        broken_below = json.loads(metrics.read_text())["playability"]["broken_below_db"]
     world = Genie.from_pretrained(args.model).eval().set_sampling(action_guidance=args.action_guidance,
                                                                   guidance_against=args.guidance_against)
     keys = key_presses(args.keys)
     actions = [world.config.arrow_keys[k] for k in keys]
     runs = [(key, len(list(group))) for key, group in groupby(keys)]
     reach = max_shift_for(world.config.frame_skip, world.image_size[0])
-    moved = [0] * len(runs)
+    moved, broken = [0] * len(runs), [0] * len(runs)
     names = sorted(Path(args.model, "prompts").glob("*.png"))
     if not names:
         raise SystemExit(f"{args.model} has no prompts/*.png to start from (write a gallery there with "
                          "`opengenie gallery --data EPISODES --out WORLD/prompts`)")
     print(f"{args.model}, keys {args.keys}, seed {args.seed}: camera motion of each run (px; ±{reach} a step is the "
-          "search's limit, usually a redrawn scene rather than a pan)")
+          f"search's limit, usually a redrawn scene rather than a pan; *: a frame under {broken_below:.1f} dB)")
     print("| frame | " + " | ".join(f"{ARROW[k][0]}×{n}" for k, n in runs) + " |")
     print("|---" * (len(runs) + 1) + "|")
     for path in names:
@@ -58,11 +71,14 @@ def main() -> None:
         for i, (key, n) in enumerate(runs):
             _, axis, sign = ARROW[key]
             value = float(getattr(shift, axis)[step:step + n].sum())
-            moved[i] += sign * value >= MOVED_PX
-            cells.append(f"{value:+.1f}")
+            whole = bool((shift.aligned_psnr[step:step + n] >= broken_below).all())
+            moved[i] += whole and sign * value >= MOVED_PX
+            broken[i] += not whole
+            cells.append(f"{value:+.1f}" + ("" if whole else "*"))
             step += n
         print(f"| {path.stem} | " + " | ".join(cells) + " |")
-    print(f"| moved ≥ {MOVED_PX:.0f} px its way | " + " | ".join(f"{m} of {len(names)}" for m in moved) + " |")
+    print(f"| moved ≥ {MOVED_PX:.0f} px its way, unbroken | " + " | ".join(f"{m} of {len(names)}" for m in moved) + " |")
+    print("| a frame broken | " + " | ".join(f"{b} of {len(names)}" for b in broken) + " |")
 
 
 if __name__ == "__main__":
