@@ -11,6 +11,9 @@ TORCH_INDEX ?=
 # torch's default thread count makes it several times slower (docs/play.md, Speed).
 PLAY_THREADS ?= 1
 PORT ?= 8000
+# More `opengenie play` options, e.g. PLAY_ARGS="--action-guidance 0": the bundled world
+# unguided, one dynamics pass a MaskGIT step instead of two (1.4-1.7x faster, README).
+PLAY_ARGS ?=
 
 .PHONY: install play test demo clean
 
@@ -27,7 +30,7 @@ $(VENV)/.dev: $(VENV)/.play
 	touch $@
 
 play: $(VENV)/.play
-	$(BIN)/opengenie play --model worlds/coinrun-wander --threads $(PLAY_THREADS) --port $(PORT)
+	$(BIN)/opengenie play --model worlds/coinrun-wander --threads $(PLAY_THREADS) --port $(PORT) $(PLAY_ARGS)
 
 # One torch thread per test process: on a CPU shared with other jobs, torch's default of one
 # thread per core stalls small operations (threads wait on each other), several times slower.
