@@ -50,9 +50,7 @@ def model_line(config: dict, parameters: int | None = None, dtype: str | None = 
     conditioning = "one action token per frame" if d.get("action_conditioning") == "token" else "additive actions"
     dyn = f"dynamics {d['depth']} × {d['dim']}, {conditioning}, {d['maskgit_steps']} MaskGIT steps"
     if d.get("action_guidance"):
-        against = guidance_name(d.get("guidance_against"), d["num_actions"])
-        against = {"mean": "the mean over its actions", "none": "no action"}.get(against, f"action {against}")
-        dyn += f", action guidance {d['action_guidance']:g} against {against}"
+        dyn += ", " + guidance_phrase(d["action_guidance"], guidance_name(d.get("guidance_against"), d["num_actions"]))
     size = f"; {parameters / 1e6:.1f}M parameters, {dtype}" if parameters else ""
     return f"{tok}; {act}; {dyn}{size}"
 
@@ -182,6 +180,17 @@ def _actions(config: dict, metrics: dict | None, measured: dict | None) -> list[
 def guidance_name(against: int | None, num_actions: int) -> str | int:
     """`DynamicsConfig.guidance_against` as `--guidance-against` takes it: "mean", "none" or an id."""
     return "mean" if against is None else "none" if against == num_actions else against
+
+
+def guidance_phrase(weight: float, against: str | int, labels=()) -> str:
+    """"action guidance W against ..." for the card, the evaluation report and the play page;
+    `against` as `guidance_name` gives it, `labels` the world's action labels (an action is named by them)."""
+    if against == "mean":
+        return f"action guidance {weight:g} against the mean over its actions"
+    if against == "none":
+        return f"action guidance {weight:g} against no action"
+    label = labels[against] if isinstance(against, int) and 0 <= against < len(labels) else None
+    return f"action guidance {weight:g} against action {against}" + (f" ({label})" if label else "")
 
 
 def _evaluation(m: dict, config: dict) -> list[str]:

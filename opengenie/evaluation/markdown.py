@@ -3,6 +3,8 @@ with its baseline beside it, then the figures. See docs/eval_report.md for how t
 
 from __future__ import annotations
 
+from opengenie.card import guidance_phrase
+
 NAMES = {"reconstruction": "tokenizer reconstruction (ceiling)", "copy": "copy the prompt (baseline)",
          "inferred": "world, inferred actions", "random": "world, random actions"}
 
@@ -11,9 +13,7 @@ def _guidance(s: dict) -> str:
     """The action guidance of an evaluation's draws, as the report's first paragraph names it."""
     if not s.get("action_guidance"):
         return ""
-    against = s.get("guidance_against", "mean")  # older files: the mean
-    named = {"mean": "the mean over every action", "none": "no action"}
-    return f", action guidance {s['action_guidance']:g} against " + named.get(against, f"action {against}")
+    return ", " + guidance_phrase(s["action_guidance"], s.get("guidance_against", "mean"))  # older files: the mean
 
 
 def _num(value, digits: int = 2) -> str:

@@ -31,7 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
-from opengenie.card import guidance_name
+from opengenie.card import guidance_name, guidance_phrase
 from opengenie.genie import Genie, check_sampling
 from opengenie.images import ImageLike, load_frames
 from opengenie.nn.checks import is_int
@@ -123,11 +123,7 @@ def create_app(world: Genie, *, prompt: ImageLike | None = None, data: str | Pat
     else:
         default = np.full((1, *size, 3), 127, dtype=np.uint8)
     pool = SessionPool(world, default, maskgit_steps, temperature, max_sessions, idle_timeout, bf16)
-    own = world.config.dynamics
-    sampling = {"maskgit_steps": maskgit_steps or own.maskgit_steps,
-                "temperature": own.temperature if temperature is None else temperature,
-                "action_guidance": own.action_guidance,
-                "guidance_against": guidance_name(own.guidance_against, own.num_actions)}  # how every frame is drawn
+    sampling = _sampling(world, maskgit_steps, temperature)
 
     async def sweep() -> None:
         while True:
@@ -322,6 +318,21 @@ class BackgroundServer:
 
 PROMPTS = "prompts"
 """A saved world's folder of starting frames (PNG), offered when `--data` is not given."""
+
+
+def _sampling(world: Genie, maskgit_steps: int | None, temperature: float | None) -> dict:
+    """How every frame of the page is drawn, for /api/info: the settings, and "text", one sentence of them."""
+    own = world.config.dynamics
+    out = {"maskgit_steps": maskgit_steps or own.maskgit_steps,
+           "temperature": own.temperature if temperature is None else temperature,
+           "action_guidance": own.action_guidance,
+           "guidance_against": guidance_name(own.guidance_against, own.num_actions)}
+    text = f"Each frame: {out['maskgit_steps']} MaskGIT steps at temperature {out['temperature']:g}"
+    if own.action_guidance > 0:
+        passes = own.num_actions if own.guidance_against is None else 2  # rows a dynamics pass carries
+        text += (", " + guidance_phrase(own.action_guidance, out["guidance_against"], world.config.action_labels)
+                 + f" ({passes} passes a step)")
+    return {**out, "text": text + "."}
 
 
 def serve(model: str | Path | Genie, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",

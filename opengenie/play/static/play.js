@@ -104,23 +104,10 @@ function hello(msg) {
   if (first) {
     buildActions(msg.num_actions, msg.action_labels || []);
     buildKeymap(msg.num_actions, msg.action_labels || [], msg.arrow_keys || {});
-    if (msg.sampling) $("sampling").textContent = samplingText(msg.sampling, msg.num_actions, msg.action_labels || []);
+    if (msg.sampling) $("sampling").textContent = msg.sampling.text;
     if (msg.samples > 0) loadSamples();
     fitScreen();
   }
-}
-
-function samplingText(s, n, labels) {
-  // How every frame is drawn: the world's MaskGIT settings and its action guidance.
-  let text = `Each frame: ${s.maskgit_steps} MaskGIT steps at temperature ${s.temperature}`;
-  if (s.action_guidance > 0) {
-    const against = s.guidance_against === "mean" ? "the mean over its actions"
-      : s.guidance_against === "none" ? "no action"
-      : `action ${s.guidance_against}${labels[s.guidance_against] ? ` (${labels[s.guidance_against]})` : ""}`;
-    const passes = s.guidance_against === "mean" ? n : 2;
-    text += `, action guidance ${s.action_guidance} against ${against} (${passes} passes a step)`;
-  }
-  return text + ".";
 }
 
 function send(message) {
