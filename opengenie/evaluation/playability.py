@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from opengenie.data.coinrun import level_env
 from opengenie.data.keys import LEFT, NOOP, RIGHT, UP
@@ -70,8 +71,6 @@ def hold_actions(world: Genie, prompts: torch.Tensor, steps: int = HOLD_STEPS, s
     The A·N rollouts run in batches of `batch_size`; batch j uses MaskGIT seed `seed + j`.
     `desc`: show a progress bar over the rollouts with this name (None: none).
     """
-    from tqdm.auto import tqdm
-
     held = torch.arange(world.num_actions) if actions is None else torch.as_tensor(actions, dtype=torch.long)
     a, n = len(held), prompts.shape[0]
     action = held.repeat_interleave(n)  # (A·N,): action-major
