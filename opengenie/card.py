@@ -275,6 +275,8 @@ def _stage(ckpt: Path, name: str) -> tuple[str, dict, str | None]:
         head = ((args.get("overrides") or {}).get("tokenizer") or {}).get("pixel_head_channels")
         name += (" decoder" + (f" with a pixel head of {head} channels" if head else "")
                  + " (encoder and codebook frozen)")
+    if args.get("distill_guidance"):
+        name = "stage 2 (dynamics, action model frozen)"
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     line = f"{name} {state['global_step']:,} steps" if "global_step" in state else name
     if configs:
@@ -288,6 +290,8 @@ def _stage(ckpt: Path, name: str) -> tuple[str, dict, str | None]:
             line += " within episodes"
     if args.get("action_dropout"):
         line += f", action dropout {args['action_dropout']:g}"
+    if args.get("distill_guidance"):
+        line += f", learning to draw in one pass its {guidance_phrase(args['distill_guidance'], 'none')}"
     return line, data, args.get("init")
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from opengenie.config import DynamicsConfig
 from opengenie.maskgit import Generators, sample, training_mask_rate
-from opengenie.nn.attention import KVCache
+from opengenie.nn.attention import KVCache, TwinFrames
 from opengenie.nn.blueprint import normalize
 from opengenie.nn.checks import check_ids
 from opengenie.nn.patch import sincos_2d
@@ -179,18 +179,8 @@ class DynamicsModel(nn.Module):
         action: the unconditional model that classifier-free action guidance contrasts with
         (`DynamicsConfig.guidance_against`). 0 (Genie): every action given."""
         self._check(tokens, actions)
-        b, t, h, w = tokens.shape
-        if t < 2:
-            raise ValueError(f"the dynamics loss needs at least 2 frames, got tokens {tuple(tokens.shape)}")
-        rate = training_mask_rate(b, self.config.mask_rate_min, generator, tokens.device)  # (B,)
-        draws = torch.rand(tokens.shape, generator=generator, device=tokens.device)  # (B, T, H', W')
-        mask = draws < rate[:, None, None, None]
-        mask[:, 0] = False  # the prompt frame is always given
-        inputs = tokens.masked_fill(mask, self.mask_id)
-        if not 0.0 <= context_noise <= 1.0:
-            raise ValueError(f"context_noise must lie in [0, 1], got {context_noise}")
-        if context_noise > 0:
-            inputs = self._corrupt(inputs, mask, context_noise, generator)
+        t = tokens.shape[1]
+        inputs, mask = self._training_inputs(tokens, generator, context_noise)
         if not 0.0 <= action_dropout <= 1.0:
             raise ValueError(f"action_dropout must lie in [0, 1], got {action_dropout}")
         if action_onehot is None and action_dropout == 0:
@@ -208,6 +198,59 @@ class DynamicsModel(nn.Module):
         ce = F.cross_entropy(logits[mask].float(), target[mask]) if mask.any() else logits.sum() * 0.0
         accuracy = (logits[mask].argmax(-1) == target[mask]).float().mean() if mask.any() else ce.detach()
         return DynamicsLoss(ce, accuracy.detach(), mask.float().mean().detach())
+
+    def _training_inputs(self, tokens: torch.Tensor, generator: torch.Generator | None,
+                         context_noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B, T, H', W') → what the model reads in training (masked, maybe corrupted)
+        and the mask (B, T, H', W') bool of the positions it is scored on (`compute_loss`)."""
+        b, t = tokens.shape[:2]
+        if t < 2:
+            raise ValueError(f"the dynamics loss needs at least 2 frames, got tokens {tuple(tokens.shape)}")
+        rate = training_mask_rate(b, self.config.mask_rate_min, generator, tokens.device)  # (B,)
+        draws = torch.rand(tokens.shape, generator=generator, device=tokens.device)  # (B, T, H', W')
+        mask = draws < rate[:, None, None, None]
+        mask[:, 0] = False  # the prompt frame is always given
+        inputs = tokens.masked_fill(mask, self.mask_id)
+        if not 0.0 <= context_noise <= 1.0:
+            raise ValueError(f"context_noise must lie in [0, 1], got {context_noise}")
+        if context_noise > 0:
+            inputs = self._corrupt(inputs, mask, context_noise, generator)
+        return inputs, mask
+
+    def guided_logits(self, tokens: torch.Tensor, actions: torch.Tensor, weight: float,
+                      against: int | None = None) -> torch.Tensor:
+        """tokens (B, T, H', W') (may hold the mask id), actions (B, T) → (B, T, H', W', V) every
+        frame's log p(z | a) + w (log p(z | a) − log p(z | r)) as a guided draw reads it against
+        action r (None: no action, the unconditional model of `compute_loss(action_dropout=)`):
+        frame t's r-run sees the same past with only its own incoming action changed. One twin
+        pass over 2T frames (`TwinFrames`) instead of one per frame."""
+        self._check(tokens, actions)
+        t = tokens.shape[1]
+        against = self.config.num_actions if against is None else against
+        prev = self._prev_actions(actions, t)  # (B, T)
+        other = prev.clone()
+        other[:, 1:] = against  # the first frame has no action into it either way
+        logits = self._logits(torch.cat([tokens, tokens], dim=1), torch.cat([prev, other], dim=1), TwinFrames(t))
+        rows = torch.cat([logits[:, :t], logits[:, t:]]).flatten(1, 3)  # (2B, T·H'·W', V): frames, then twins
+        return guided(rows, prev[:, :1], weight, against).view(logits[:, :t].shape)
+
+    def distill_loss(self, teacher: "DynamicsModel", tokens: torch.Tensor, actions: torch.Tensor, weight: float,
+                     against: int | None = None, generator: torch.Generator | None = None,
+                     context_noise: float = 0.0) -> DynamicsLoss:
+        """Guidance distillation: KL(teacher's guided draw ‖ this model's plain one) on the
+        masked positions of `compute_loss`'s inputs, so that one pass draws what `teacher` draws
+        with action guidance `weight` against `against` (`guided_logits`) in two. `accuracy`:
+        how often this model's most likely token is the teacher's."""
+        self._check(tokens, actions)
+        inputs, mask = self._training_inputs(tokens, generator, context_noise)
+        with torch.no_grad():
+            target = torch.log_softmax(teacher.guided_logits(inputs, actions, weight, against)[mask], dim=-1)  # (M, V)
+        logp = torch.log_softmax(self.forward(inputs, actions)[mask].float(), dim=-1)  # (M, V)
+        if not mask.any():
+            return DynamicsLoss(logp.sum() * 0.0, logp.sum().detach() * 0.0, mask.float().mean())
+        kl = (target.exp() * (target - logp)).sum(-1).mean()
+        agree = (logp.argmax(-1) == target.argmax(-1)).float().mean()
+        return DynamicsLoss(kl, agree.detach(), mask.float().mean().detach())
 
     def _corrupt(self, inputs: torch.Tensor, mask: torch.Tensor, noise: float,
                  generator: torch.Generator | None) -> torch.Tensor:

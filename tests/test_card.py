@@ -241,3 +241,13 @@ def test_export_writes_the_card(tmp_path):
     again = provenance_from_checkpoints(tmp_path / "more" / "ckpt" / "last.ckpt", tmp_path / "dec2" / "ckpt" / "last.ckpt")
     assert again["training"].count("stage 2 (action model + dynamics) 2 steps") == 2  # the first stage 2, then "more"
     assert again["training"].startswith(further["training"] + "; then trained further: tokenizer decoder")
+    # Its guidance distilled into a plain world: the action model frozen, one pass a draw; the card says so.
+    main(args("dynamics/tiny.yaml", tmp_path / "distil", "--data.tokens", "false",
+              "--model.init_args.tokenizer", str(tmp_path / "w2"), "--model.init_args.init", str(tmp_path / "w2"),
+              "--model.init_args.distill_guidance", "1.5"), stage="dynamics")
+    opengenie(["export", "--dynamics", str(tmp_path / "distil" / "ckpt" / "last.ckpt"), "--out", str(tmp_path / "w3")])
+    assert json.loads((tmp_path / "w3" / "config.json").read_text())["dynamics"]["action_guidance"] == 0
+    distilled = (tmp_path / "w3" / "README.md").read_text()
+    assert "MaskGIT steps, action guidance" not in distilled
+    assert ("stage 2 (dynamics, action model frozen) 2 steps" in distilled
+            and "learning to draw in one pass its action guidance 1.5 against no action" in distilled)

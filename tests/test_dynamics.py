@@ -153,3 +153,48 @@ def test_action_dropout_hides_the_actions_it_drops():
     assert onehot.grad is None or onehot.grad.abs().sum() == 0
     with pytest.raises(ValueError, match="action_dropout"):
         loss(actions, 1.5)
+
+
+def test_guided_logits_are_the_draws_of_one_frame_at_a_time(model):
+    """`guided_logits`' one twin pass gives every frame what a guided draw of that frame alone
+    reads: log p(z | a) + w (log p(z | a) − log p(z | r)), the r-run seeing the same past with
+    only the frame's own incoming action changed (against no action, and against an action)."""
+    tokens, actions = _batch(model, t=5)
+    tokens[:, 3, :1] = model.mask_id
+    for against in (None, 2):
+        with torch.no_grad():
+            twin = model.guided_logits(tokens, actions, 1.5, against)
+            for t in range(1, 5):
+                prev = model._prev_actions(actions, t + 1)
+                other = prev.clone()
+                other[:, t] = model.config.num_actions if against is None else against
+                cond, alone = (torch.log_softmax(model._logits(tokens[:, : t + 1], p)[:, t], -1) for p in (prev, other))
+                assert torch.allclose(twin[:, t], cond + 1.5 * (cond - alone), atol=1e-4)
+
+
+def test_distill_loss_pulls_a_plain_draw_towards_the_guided_one():
+    """distill_loss is the KL from the teacher's guided draw: 0 for its own copy at w = 0, above 0
+    at w > 0; its gradient reaches the student only, and a few steps on it bring the student's
+    plain draw closer to the teacher's guided one."""
+    import copy
+
+    torch.manual_seed(0)
+    teacher = DynamicsModel(presets.tiny().dynamics).eval()
+    student = copy.deepcopy(teacher)
+    tokens, actions = _batch(teacher, b=4, t=4)
+
+    def loss(w, seed=0):
+        return student.distill_loss(teacher, tokens, actions, w, generator=torch.Generator().manual_seed(seed))
+
+    assert loss(0.0).loss.item() == pytest.approx(0.0, abs=1e-6)
+    start = loss(2.0)
+    assert start.loss.item() > 1e-4 and 0 < start.accuracy <= 1
+    start.loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.head.weight.grad.abs().sum() > 0
+    optimizer = torch.optim.Adam(student.parameters(), lr=3e-4)
+    for _ in range(20):
+        optimizer.zero_grad()
+        loss(2.0).loss.backward()
+        optimizer.step()
+    assert loss(2.0).loss.item() < 0.5 * start.loss.item()

@@ -446,3 +446,13 @@ def test_compiled_step_matches_eager(tokenizer_run):
         stage.configure_model()
         losses.append(float(_clip_loss(stage, 4).loss))
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_distill_guidance_needs_a_world_to_learn_from(tokenizer_run):
+    """model.distill_guidance learns from model.init's guided draws with the action model frozen:
+    without a world, with a negative weight, or with action dropout or co-training, it refuses."""
+    for options, match in (({"distill_guidance": 1.0}, "model.init"), ({"distill_guidance": -1.0}, ">= 0"),
+                           ({"distill_guidance": 1.0, "action_dropout": 0.1}, "action_dropout"),
+                           ({"distill_guidance": 1.0, "action_grad": True}, "action_grad")):
+        with pytest.raises(ValueError, match=match):
+            _tiny_stage2(tokenizer_run, **options)

@@ -182,6 +182,43 @@ class KVCache:
         return keys, values, mask
 
 
+class TwinFrames:
+    """The time layout of a twin pass over 2T frames: frames 1..T, then the same T frames again
+    as their twins. Frame t reads frames 1..t as usual; twin t reads frames 1..t−1 and itself
+    only, at frame t's position. One pass then gives every frame's prediction twice: as trained,
+    and with whatever its twin changes (another incoming action) against the same past, which
+    is what a rollout's step sees when it varies the newest frame's action against its cache
+    (action guidance). Passed where a `KVCache` goes; it holds nothing between passes."""
+
+    def __init__(self, frames: int) -> None:
+        if frames < 1:
+            raise ValueError(f"a twin pass needs at least one frame, got {frames}")
+        self.frames = frames
+
+    def position(self, layer: nn.Module) -> int:
+        return 0
+
+    def extend(self, layer: nn.Module, k: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Keys `k` (B', heads, 2T, d) rotated at positions 0..2T−1 and values `v` → keys, values
+        (B', heads, 3T, d) and the mask (2T, 3T): twin t sits at position T + t, so it reads the
+        frames through a copy of their keys rotated T further (distances stay t − s)."""
+        t = self.frames
+        if k.shape[2] != 2 * t:
+            raise ValueError(f"a twin pass of {t} frames takes 2·{t} frames, got {k.shape[2]}")
+        shifted = k[:, :, :t]
+        if getattr(layer, "rope", False):  # every frame's key T positions further: a one-position axis each
+            shifted = rotary(shifted[..., None, :], t, layer.rope_freqs)[..., 0, :]
+        keys = torch.cat([k, shifted], dim=2)  # frames, twins, frames again at the twins' positions
+        values = torch.cat([v, v[:, :, :t]], dim=2)
+        eye = torch.eye(t, dtype=torch.bool, device=k.device)
+        before = torch.ones(t, t, dtype=torch.bool, device=k.device).tril(-1)
+        none = torch.zeros(t, t, dtype=torch.bool, device=k.device)
+        mask = torch.cat([torch.cat([before | eye, none, none], dim=1),  # frame t: frames 1..t
+                          torch.cat([none, eye, before], dim=1)])  # twin t: itself, frames 1..t−1
+        return keys, values, mask
+
+
 def rotary_frequencies(d: int, base: float = 10_000.0) -> torch.Tensor:
     """The d/2 rotation frequencies θ_j = base^(-2j/d) of RoPE over d channels: (d/2,) fp32."""
     return base ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)

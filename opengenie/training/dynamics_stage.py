@@ -10,6 +10,7 @@ hyper-parameters (`genie_config`), so a checkpoint is complete on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -60,6 +61,12 @@ class DynamicsModule(GenieStage):
     action_dropout: the share of frames whose incoming action the dynamics model is not told
         (`DynamicsModel.compute_loss`), so that it also learns the unconditional model which action
         guidance can contrast with (`DynamicsConfig.guidance_against`); 0 (Genie): none.
+    distill_guidance: guidance distillation. With `init` a world trained with action dropout and
+        w > 0, the dynamics model learns to draw in one pass what `init`'s dynamics draws guided at
+        w against no action in two (`DynamicsModel.distill_loss`, the KL between the two on the
+        masked positions); `init`'s dynamics stays as the teacher, the action model is frozen
+        (its codes, and so the world's labels, keep their meaning) and the model plays plain
+        (`action_guidance` 0). 0 (Genie): the masked-token cross-entropy.
     init: start from a trained stage 2 (a stage-2 checkpoint or a world dir on the same tokenizer):
         its action model and dynamics, their configs and weights (the codebook warm-up, already
         done, is not repeated); preset and overrides are then not used. For training further on
@@ -71,14 +78,23 @@ class DynamicsModule(GenieStage):
                  warmup_steps: int = 5_000, schedule: Schedule = "cosine", betas: tuple[float, float] = (0.9, 0.9),
                  weight_decay: float = 1e-4, grad_clip: float | None = 1.0, action_loss_weight: float = 1.0,
                  action_grad: bool = False, context_noise: float = 0.0, action_dropout: float = 0.0,
-                 init: str | None = None, compile: bool = False) -> None:
+                 distill_guidance: float = 0.0, init: str | None = None, compile: bool = False) -> None:
         super().__init__(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, schedule=schedule, betas=betas,
                          weight_decay=weight_decay, grad_clip=grad_clip, compile=compile)
         for name, share in (("context_noise", context_noise), ("action_dropout", action_dropout)):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"model.{name} must lie in [0, 1], got {share}")
+        if distill_guidance < 0:
+            raise ValueError(f"model.distill_guidance must be >= 0, got {distill_guidance}")
+        if distill_guidance and (init is None or action_dropout or action_grad):
+            raise ValueError("model.distill_guidance learns from the world in model.init (required), with its "
+                             "action model frozen: leave model.action_dropout and model.action_grad out")
         frozen = load_tokenizer(tokenizer)
         start = _trained_stage2(init, frozen) if init is not None else None
+        if start is not None and distill_guidance:  # the student plays plain: one pass a draw
+            plain = dataclasses.replace(start.config.dynamics, action_guidance=0.0, guidance_against=None)
+            self._teacher = (start.dynamics.float().requires_grad_(False).eval(),)  # a tuple: not saved, not trained
+            start.config = dataclasses.replace(start.config, dynamics=plain)
         if start is not None and overrides and not genie_config:
             raise ValueError("model.init takes the trained stage 2's config; leave out model.overrides")
         try:
@@ -110,6 +126,8 @@ class DynamicsModule(GenieStage):
         return self
 
     def on_fit_start(self) -> None:
+        if self.hparams.distill_guidance:
+            self._teacher[0].to(self.device)
         cached = getattr(self.trainer.datamodule, "token_fingerprint", None)
         if cached is not None and cached != tokenizer_fingerprint(self.tokenizer):
             raise ValueError("the cached tokens were made by another tokenizer than model.tokenizer; "
@@ -156,6 +174,8 @@ class DynamicsModule(GenieStage):
         tokens = batch["tokens"] if "tokens" in batch else self.tokenize(video)
         onehot = self.action_onehot(video) if self.hparams.action_grad and self.training else None
         actions = self.infer_actions(video) if onehot is None else onehot.argmax(-1)  # (B, T−1)
+        if self.hparams.distill_guidance:
+            return self._distill_step(batch, tokens, actions, generator)
         lam = self.action_model(video)
         noise, dropout = (self.hparams.context_noise, self.hparams.action_dropout) if self.training else (0.0, 0.0)
         dyn = self.dynamics.compute_loss(tokens, actions, generator=generator, action_onehot=onehot,
@@ -173,6 +193,17 @@ class DynamicsModule(GenieStage):
             # biased upwards (a few samples always look more informative than they are).
             self._val_actions.append((actions.flatten(), batch["actions"][:, :-1].flatten()))
         return StepLoss(loss, logs)
+
+    def _distill_step(self, batch: dict, tokens: torch.Tensor, actions: torch.Tensor,
+                      generator: torch.Generator | None) -> StepLoss:
+        """Guidance distillation's loss (`distill_guidance`): the action model is not trained."""
+        noise = self.hparams.context_noise if self.training else 0.0
+        dyn = self.dynamics.distill_loss(self._teacher[0], tokens, actions, self.hparams.distill_guidance,
+                                         generator=generator, context_noise=noise)
+        if not self.training and "actions" in batch:
+            self._val_actions.append((actions.flatten(), batch["actions"][:, :-1].flatten()))
+        return StepLoss(dyn.loss, {"loss": dyn.loss, "dynamics/guidance_kl": dyn.loss,
+                                   "dynamics/teacher_agreement": dyn.accuracy, "dynamics/mask_rate": dyn.mask_rate})
 
     def on_validation_epoch_start(self) -> None:
         self._val_actions = []
@@ -194,7 +225,7 @@ class DynamicsModule(GenieStage):
         self.log("val/action/nmi", float(nmi(latent.cpu(), true.cpu())), batch_size=latent.numel())
 
     def trained_modules(self) -> list[nn.Module]:
-        return [self.action_model, self.dynamics]
+        return [self.dynamics] if self.hparams.distill_guidance else [self.action_model, self.dynamics]
 
     def tokens_per_clip(self, batch: dict) -> int:
         return batch["video"].shape[2] * math.prod(self.dynamics.config.grid)
