@@ -11,8 +11,8 @@ TORCH_INDEX ?=
 # torch's default thread count makes it several times slower (docs/play.md, Speed).
 PLAY_THREADS ?= 1
 PORT ?= 8000
-# More `opengenie play` options, e.g. PLAY_ARGS="--action-guidance 0": the bundled world
-# unguided, one dynamics pass a MaskGIT step instead of two (1.4-1.7x faster, README).
+# More `opengenie play` options, e.g. PLAY_ARGS="--maskgit-steps 4": fewer MaskGIT steps a
+# frame than the world's 6, faster (`opengenie play --help` lists them).
 PLAY_ARGS ?=
 
 .PHONY: install play test demo clean

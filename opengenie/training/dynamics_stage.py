@@ -11,6 +11,7 @@ hyper-parameters (`genie_config`), so a checkpoint is complete on its own.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from pathlib import Path
 
@@ -40,6 +41,15 @@ def _trained_stage2(path: str, tokenizer: VideoTokenizer):
     if not same:
         raise ValueError(f"model.init {path} was trained on another tokenizer's tokens than model.tokenizer")
     return world
+
+
+def _weights_hash(module: nn.Module) -> str:
+    """A short hash of a module's weights (guidance distillation's teacher, checked on resume)."""
+    h = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().float().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 class DynamicsModule(GenieStage):
@@ -124,6 +134,20 @@ class DynamicsModule(GenieStage):
         super().train(mode)
         self.tokenizer.eval()  # frozen: fixed tokens, and no dead-code restarts in its codebook
         return self
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.hparams.distill_guidance:
+            checkpoint["distill_teacher"] = _weights_hash(self._teacher[0])
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("distill_teacher")
+        if self.hparams.distill_guidance and saved is not None and saved != _weights_hash(self._teacher[0]):
+            # A resumed run takes model.init from the checkpoint's hyper-parameters: the path it
+            # started from, whose weights may have been overwritten since (an export over it).
+            raise ValueError(f"model.init {self.hparams.init} holds other weights than the teacher this run "
+                             "distilled from; put that world back there to resume (e.g. git checkout COMMIT -- DIR)")
 
     def on_fit_start(self) -> None:
         if self.hparams.distill_guidance:
