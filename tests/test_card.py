@@ -254,6 +254,17 @@ def test_export_writes_the_card(tmp_path):
     resume = ("--data.tokens", "false", "--ckpt_path", str(tmp_path / "distil" / "ckpt" / "last.ckpt"))
     main(args("dynamics/tiny.yaml", tmp_path / "distil", "--trainer.max_steps", "3", *resume), stage="dynamics")
     assert torch.load(tmp_path / "distil" / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
+    # Trained further from the distilled world, still learning from the guided one it came from; a
+    # teacher with another action model (the world before "more" trained it) is refused.
+    further = ("--data.tokens", "false", "--model.init_args.tokenizer", str(tmp_path / "w2"),
+               "--model.init_args.init", str(tmp_path / "w3"), "--model.init_args.distill_guidance", "1.5")
+    main(args("dynamics/tiny.yaml", tmp_path / "distil2", *further,
+              "--model.init_args.distill_teacher", str(tmp_path / "w2")), stage="dynamics")
+    teacher = torch.load(tmp_path / "distil2" / "ckpt" / "last.ckpt", weights_only=True)["distill_teacher"]
+    assert teacher == torch.load(tmp_path / "distil" / "ckpt" / "last.ckpt", weights_only=True)["distill_teacher"]
+    with pytest.raises(ValueError, match="needs model.init's dynamics config and action model"):
+        main(args("dynamics/tiny.yaml", tmp_path / "distil3", *further,
+                  "--model.init_args.distill_teacher", str(tmp_path / "w")), stage="dynamics")
     # Exported over the world it learned from, the teacher is gone: resuming the run says so
     # instead of distilling from its own student (a resumed run reads model.init from the checkpoint).
     for name in ("config.json", "model.safetensors"):

@@ -453,6 +453,7 @@ def test_distill_guidance_needs_a_world_to_learn_from(tokenizer_run):
     without a world, with a negative weight, or with action dropout or co-training, it refuses."""
     for options, match in (({"distill_guidance": 1.0}, "model.init"), ({"distill_guidance": -1.0}, ">= 0"),
                            ({"distill_guidance": 1.0, "action_dropout": 0.1}, "action_dropout"),
-                           ({"distill_guidance": 1.0, "action_grad": True}, "action_grad")):
+                           ({"distill_guidance": 1.0, "action_grad": True}, "action_grad"),
+                           ({"distill_teacher": str(tokenizer_run)}, "set both")):
         with pytest.raises(ValueError, match=match):
             _tiny_stage2(tokenizer_run, **options)

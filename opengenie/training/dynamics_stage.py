@@ -77,6 +77,9 @@ class DynamicsModule(GenieStage):
         masked positions); `init`'s dynamics stays as the teacher, the action model is frozen
         (its codes, and so the world's labels, keep their meaning) and the model plays plain
         (`action_guidance` 0). 0 (Genie): the masked-token cross-entropy.
+    distill_teacher: the world (or stage-2 checkpoint) to learn from instead of `init`, with the
+        same action model: to train a distilled world further (`init` the distilled world, the
+        teacher the guided one it was distilled from). None: `init` is the teacher.
     init: start from a trained stage 2 (a stage-2 checkpoint or a world dir on the same tokenizer):
         its action model and dynamics, their configs and weights (the codebook warm-up, already
         done, is not repeated); preset and overrides are then not used. For training further on
@@ -88,7 +91,8 @@ class DynamicsModule(GenieStage):
                  warmup_steps: int = 5_000, schedule: Schedule = "cosine", betas: tuple[float, float] = (0.9, 0.9),
                  weight_decay: float = 1e-4, grad_clip: float | None = 1.0, action_loss_weight: float = 1.0,
                  action_grad: bool = False, context_noise: float = 0.0, action_dropout: float = 0.0,
-                 distill_guidance: float = 0.0, init: str | None = None, compile: bool = False) -> None:
+                 distill_guidance: float = 0.0, distill_teacher: str | None = None, init: str | None = None,
+                 compile: bool = False) -> None:
         super().__init__(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, schedule=schedule, betas=betas,
                          weight_decay=weight_decay, grad_clip=grad_clip, compile=compile)
         for name, share in (("context_noise", context_noise), ("action_dropout", action_dropout)):
@@ -99,11 +103,19 @@ class DynamicsModule(GenieStage):
         if distill_guidance and (init is None or action_dropout or action_grad):
             raise ValueError("model.distill_guidance learns from the world in model.init (required), with its "
                              "action model frozen: leave model.action_dropout and model.action_grad out")
+        if distill_teacher is not None and not distill_guidance:
+            raise ValueError("model.distill_teacher is the world model.distill_guidance learns from; set both")
         frozen = load_tokenizer(tokenizer)
         start = _trained_stage2(init, frozen) if init is not None else None
         if start is not None and distill_guidance:  # the student plays plain: one pass a draw
             plain = dataclasses.replace(start.config.dynamics, action_guidance=0.0, guidance_against=None)
-            self._teacher = (start.dynamics.float().requires_grad_(False).eval(),)  # a tuple: not saved, not trained
+            teacher = start if distill_teacher is None else _trained_stage2(distill_teacher, frozen)
+            if teacher is not start and (
+                    dataclasses.replace(teacher.config.dynamics, action_guidance=0.0, guidance_against=None) != plain
+                    or _weights_hash(teacher.action_model) != _weights_hash(start.action_model)):
+                raise ValueError(f"model.distill_teacher {distill_teacher} needs model.init's dynamics config and "
+                                 "action model (the latent actions the labels name)")
+            self._teacher = (teacher.dynamics.float().requires_grad_(False).eval(),)  # a tuple: not saved, not trained
             start.config = dataclasses.replace(start.config, dynamics=plain)
         if start is not None and overrides and not genie_config:
             raise ValueError("model.init takes the trained stage 2's config; leave out model.overrides")
@@ -146,8 +158,9 @@ class DynamicsModule(GenieStage):
         if self.hparams.distill_guidance and saved is not None and saved != _weights_hash(self._teacher[0]):
             # A resumed run takes model.init from the checkpoint's hyper-parameters: the path it
             # started from, whose weights may have been overwritten since (an export over it).
-            raise ValueError(f"model.init {self.hparams.init} holds other weights than the teacher this run "
-                             "distilled from; put that world back there to resume (e.g. git checkout COMMIT -- DIR)")
+            option = "distill_teacher" if self.hparams.distill_teacher else "init"
+            raise ValueError(f"model.{option} {self.hparams.get(option)} holds other weights than the teacher this "
+                             "run distilled from; put that world back there to resume (e.g. git checkout COMMIT -- DIR)")
 
     def on_fit_start(self) -> None:
         if self.hparams.distill_guidance:
