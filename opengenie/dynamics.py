@@ -243,11 +243,13 @@ class DynamicsModel(nn.Module):
         how often this model's most likely token is the teacher's."""
         self._check(tokens, actions)
         inputs, mask = self._training_inputs(tokens, generator, context_noise)
+        logits = self.forward(inputs, actions)  # (B, T, H', W', V)
+        if not mask.any():  # nothing to learn from: a zero that still reaches the weights
+            zero = logits.sum() * 0.0
+            return DynamicsLoss(zero, zero.detach(), mask.float().mean())
         with torch.no_grad():
             target = torch.log_softmax(teacher.guided_logits(inputs, actions, weight, against)[mask], dim=-1)  # (M, V)
-        logp = torch.log_softmax(self.forward(inputs, actions)[mask].float(), dim=-1)  # (M, V)
-        if not mask.any():
-            return DynamicsLoss(logp.sum() * 0.0, logp.sum().detach() * 0.0, mask.float().mean())
+        logp = torch.log_softmax(logits[mask].float(), dim=-1)  # (M, V), M masked positions
         kl = (target.exp() * (target - logp)).sum(-1).mean()
         agree = (logp.argmax(-1) == target.argmax(-1)).float().mean()
         return DynamicsLoss(kl, agree.detach(), mask.float().mean().detach())

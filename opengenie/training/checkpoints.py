@@ -133,7 +133,16 @@ def tokenizer_fingerprint(tokenizer: VideoTokenizer) -> str:
         for name in DECODER_FIELDS:
             del fields[name]
     h = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
-    for name, value in sorted(tokenizer.state_dict().items()):
+    return _hash_weights(h, tokenizer)
+
+
+def weights_hash(module: torch.nn.Module) -> str:
+    """A short hash of a module's weights, names and bytes (a distillation's teacher, checked on resume)."""
+    return _hash_weights(hashlib.sha256(), module)
+
+
+def _hash_weights(h, module: torch.nn.Module) -> str:
+    for name, value in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]

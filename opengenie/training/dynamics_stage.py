@@ -11,7 +11,6 @@ hyper-parameters (`genie_config`), so a checkpoint is complete on its own.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from opengenie.genie import Genie
 from opengenie.latent_action import LatentActionModel
 from opengenie.tokenizer import VideoTokenizer, same_tokens
 from opengenie.training.checkpoints import (config_dict, genie_from_checkpoints, load_tokenizer, resolve_config,
-                                            tokenizer_fingerprint)
+                                            tokenizer_fingerprint, weights_hash)
 from opengenie.training.loop import GenieStage, StepLoss, count, psnr_of_mse
 from opengenie.training.schedule import Schedule
 
@@ -35,21 +34,17 @@ def _trained_stage2(path: str, tokenizer: VideoTokenizer):
     """The world a stage-2 checkpoint or a world dir holds, checked to be trained on `tokenizer`'s
     tokens (its encoder and codebook; a decoder trained further is fine)."""
     world = Genie.from_pretrained(path) if Path(path).is_dir() else genie_from_checkpoints(path)
-    mine, theirs = tokenizer.state_dict(), world.tokenizer.state_dict()
-    same = same_tokens(tokenizer.config, world.tokenizer.config) and all(
-        torch.equal(v.float(), theirs[k].float()) for k, v in mine.items() if k.split(".")[0] in VideoTokenizer.TOKEN_SIDE)
-    if not same:
+    token_side = {k: v for k, v in tokenizer.state_dict().items() if k.split(".")[0] in VideoTokenizer.TOKEN_SIDE}
+    if not (same_tokens(tokenizer.config, world.tokenizer.config) and _same_weights(token_side, world.tokenizer)):
         raise ValueError(f"model.init {path} was trained on another tokenizer's tokens than model.tokenizer")
     return world
 
 
-def _weights_hash(module: nn.Module) -> str:
-    """A short hash of a module's weights (guidance distillation's teacher, checked on resume)."""
-    h = hashlib.sha256()
-    for name, value in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(value.detach().float().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+def _same_weights(state: dict[str, torch.Tensor], module: nn.Module) -> bool:
+    """Whether `module` holds every tensor of `state` with the same values (in any dtype: a world
+    saved in fp16 against the fp32 checkpoint it came from)."""
+    theirs = module.state_dict()
+    return all(k in theirs and torch.equal(v.float(), theirs[k].float()) for k, v in state.items())
 
 
 class DynamicsModule(GenieStage):
@@ -112,7 +107,7 @@ class DynamicsModule(GenieStage):
             teacher = start if distill_teacher is None else _trained_stage2(distill_teacher, frozen)
             if teacher is not start and (
                     dataclasses.replace(teacher.config.dynamics, action_guidance=0.0, guidance_against=None) != plain
-                    or _weights_hash(teacher.action_model) != _weights_hash(start.action_model)):
+                    or not _same_weights(start.action_model.state_dict(), teacher.action_model)):
                 raise ValueError(f"model.distill_teacher {distill_teacher} needs model.init's dynamics config and "
                                  "action model (the latent actions the labels name)")
             self._teacher = (teacher.dynamics.float().requires_grad_(False).eval(),)  # a tuple: not saved, not trained
@@ -150,12 +145,12 @@ class DynamicsModule(GenieStage):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         if self.hparams.distill_guidance:
-            checkpoint["distill_teacher"] = _weights_hash(self._teacher[0])
+            checkpoint["distill_teacher"] = weights_hash(self._teacher[0])
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("distill_teacher")
-        if self.hparams.distill_guidance and saved is not None and saved != _weights_hash(self._teacher[0]):
+        if self.hparams.distill_guidance and saved is not None and saved != weights_hash(self._teacher[0]):
             # A resumed run takes model.init from the checkpoint's hyper-parameters: the path it
             # started from, whose weights may have been overwritten since (an export over it).
             option = "distill_teacher" if self.hparams.distill_teacher else "init"
@@ -212,7 +207,19 @@ class DynamicsModule(GenieStage):
         onehot = self.action_onehot(video) if self.hparams.action_grad and self.training else None
         actions = self.infer_actions(video) if onehot is None else onehot.argmax(-1)  # (B, T−1)
         if self.hparams.distill_guidance:
-            return self._distill_step(batch, tokens, actions, generator)
+            loss, logs = self._distill_loss(tokens, actions, generator)
+        else:
+            loss, logs = self._stage2_loss(video, tokens, actions, onehot, generator)
+        if not self.training and "actions" in batch:
+            # actions[:, t] is the action taken after frame t, as latent action t is. NMI is
+            # pooled over the whole validation set at the epoch's end: on one small batch it is
+            # biased upwards (a few samples always look more informative than they are).
+            self._val_actions.append((actions.flatten(), batch["actions"][:, :-1].flatten()))
+        return StepLoss(loss, logs)
+
+    def _stage2_loss(self, video: torch.Tensor, tokens: torch.Tensor, actions: torch.Tensor,
+                     onehot: torch.Tensor | None, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:
+        """Genie's stage-2 loss and its logs: the dynamics cross-entropy plus the action model's own loss."""
         lam = self.action_model(video)
         noise, dropout = (self.hparams.context_noise, self.hparams.action_dropout) if self.training else (0.0, 0.0)
         dyn = self.dynamics.compute_loss(tokens, actions, generator=generator, action_onehot=onehot,
@@ -224,23 +231,16 @@ class DynamicsModule(GenieStage):
                 "action/perplexity": lam.parts.perplexity, "action/usage": lam.parts.usage}
         if self.training:
             logs["action/restarted"] = count(self.action_model.quantizer.restarted_codes)
-        if not self.training and "actions" in batch:
-            # actions[:, t] is the action taken after frame t, as latent action t is. NMI is
-            # pooled over the whole validation set at the epoch's end: on one small batch it is
-            # biased upwards (a few samples always look more informative than they are).
-            self._val_actions.append((actions.flatten(), batch["actions"][:, :-1].flatten()))
-        return StepLoss(loss, logs)
+        return loss, logs
 
-    def _distill_step(self, batch: dict, tokens: torch.Tensor, actions: torch.Tensor,
-                      generator: torch.Generator | None) -> StepLoss:
-        """Guidance distillation's loss (`distill_guidance`): the action model is not trained."""
+    def _distill_loss(self, tokens: torch.Tensor, actions: torch.Tensor,
+                      generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:
+        """Guidance distillation's loss (`distill_guidance`) and its logs: the action model is not trained."""
         noise = self.hparams.context_noise if self.training else 0.0
         dyn = self.dynamics.distill_loss(self._teacher[0], tokens, actions, self.hparams.distill_guidance,
                                          generator=generator, context_noise=noise)
-        if not self.training and "actions" in batch:
-            self._val_actions.append((actions.flatten(), batch["actions"][:, :-1].flatten()))
-        return StepLoss(dyn.loss, {"loss": dyn.loss, "dynamics/guidance_kl": dyn.loss,
-                                   "dynamics/teacher_agreement": dyn.accuracy, "dynamics/mask_rate": dyn.mask_rate})
+        return dyn.loss, {"loss": dyn.loss, "dynamics/guidance_kl": dyn.loss,
+                          "dynamics/teacher_agreement": dyn.accuracy, "dynamics/mask_rate": dyn.mask_rate}
 
     def on_validation_epoch_start(self) -> None:
         self._val_actions = []
