@@ -125,3 +125,24 @@ def test_a_state_whose_held_key_ends_the_episode_is_not_kept(tmp_path):
     assert _ended({"real_episode_ended": {"RIGHT": 1, "LEFT": 0}, "prompts": 16}).startswith(
         "; holding it ended the episode (a coin or a death) from some states (RIGHT 1 of 16)")
     assert _ended({"real_episode_ended": {"RIGHT": 0}, "prompts": 16}) == "."
+
+
+def test_the_real_game_plays_a_key_sequence_from_a_recorded_state(tmp_path):
+    """`coinrun_play` replays the level to the state and presses the keys in turn: a key held
+    throughout draws the frames `coinrun_reference` draws holding it, a sequence follows the held
+    key until it changes and then parts from it, and an episode ended on the way (RIGHT reaches
+    the coin from frame 280 of level 95000) repeats its last frame."""
+    from opengenie.data.keys import LEFT, RIGHT
+    from opengenie.evaluation.playability import coinrun_play
+
+    generate_coinrun(tmp_path, levels=1, steps_per_level=300, start_level=95000, policy="wander", seed=5,
+                     progress=False)
+    ep = load_episode(tmp_path / "level_095000.npz")
+    state = episode_state(ep, 200, {"difficulty": "hard", "seed": 5})
+    held, _ = coinrun_reference([state], 8, keys={"LEFT": LEFT, "RIGHT": RIGHT}, frame_skip=4)
+    left, ended = coinrun_play(state, [LEFT] * 8, frame_skip=4)
+    assert not ended and (left == held[0, 0]).all() and (left[0].numpy() == ep["frames"][200]).all()
+    turned, _ = coinrun_play(state, [LEFT] * 4 + [RIGHT] * 4, frame_skip=4)
+    assert (turned[:5] == held[0, 0, :5]).all() and not (turned[5:] == held[0, 0, 5:]).all()
+    coin, ended = coinrun_play(episode_state(ep, 280, {"difficulty": "hard", "seed": 5}), [RIGHT] * 3, frame_skip=4)
+    assert ended and (coin == coin[:1]).all()

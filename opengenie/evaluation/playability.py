@@ -152,18 +152,43 @@ def coinrun_reference(prompts: list[dict], steps: int = HOLD_STEPS, keys: dict[s
     out = np.empty((len(keys), len(prompts), steps + 1, 64, 64, 3), dtype=np.uint8)
     ended = np.zeros((len(keys), len(prompts)), dtype=bool)
     for n, p in enumerate(prompts):
-        env = level_env(int(p["level_seed"]), p["difficulty"], int(p["seed"]))
-        for t in range(int(p["start"])):
-            env.act(np.asarray(p["actions"][t:t + 1], dtype=np.int64))
+        env = _replayed(p)
         state = env.get_state()
         for k, key in enumerate(keys.values()):
             env.set_state(state)
-            out[k, n, 0] = env.observe()[1]["rgb"][0]
-            for t in range(steps):
-                for _ in range(frame_skip):
-                    if not ended[k, n]:
-                        env.act(np.array([key]))
-                        ended[k, n] = bool(env.observe()[2][0])  # gym3's `first`: a new episode began
-                out[k, n, t + 1] = out[k, n, t] if ended[k, n] else env.observe()[1]["rgb"][0]
+            out[k, n], ended[k, n] = _press(env, [key] * steps, frame_skip)
         env.close()
     return torch.from_numpy(out), torch.from_numpy(ended)
+
+
+def coinrun_play(prompt: dict, keys: list[int], frame_skip: int = 1) -> tuple[torch.Tensor, bool]:
+    """The real game from one prompt's state (`episode_state`), the procgen keys `keys` pressed
+    in turn, each for one world step of `frame_skip` game frames: what a world played with the same
+    key sequence is held against. Returns frames (1 + len(keys), 64, 64, 3) uint8 and whether the
+    episode ended on the way (from then on the frames repeat, as in `coinrun_reference`)."""
+    env = _replayed(prompt)
+    frames, ended = _press(env, keys, frame_skip)
+    env.close()
+    return torch.from_numpy(frames), ended
+
+
+def _replayed(prompt: dict):
+    """A CoinRun env replayed with the prompt's recorded actions to its frame `start`."""
+    env = level_env(int(prompt["level_seed"]), prompt["difficulty"], int(prompt["seed"]))
+    for t in range(int(prompt["start"])):
+        env.act(np.asarray(prompt["actions"][t:t + 1], dtype=np.int64))
+    return env
+
+
+def _press(env, keys: list[int], frame_skip: int) -> tuple[np.ndarray, bool]:
+    """Frames (1 + len(keys), 64, 64, 3) uint8 of `env` from where it stands, each key held
+    `frame_skip` game frames (every `frame_skip`-th frame kept), and whether the episode ended."""
+    out = np.empty((len(keys) + 1, 64, 64, 3), dtype=np.uint8)
+    out[0], ended = env.observe()[1]["rgb"][0], False
+    for t, key in enumerate(keys):
+        for _ in range(frame_skip):
+            if not ended:
+                env.act(np.array([key]))
+                ended = bool(env.observe()[2][0])  # gym3's `first`: a new episode began
+        out[t + 1] = out[t] if ended else env.observe()[1]["rgb"][0]
+    return out, ended
