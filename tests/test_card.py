@@ -251,7 +251,9 @@ def test_export_writes_the_card(tmp_path):
     assert "MaskGIT steps, action guidance" not in distilled
     assert ("stage 2 (dynamics, action model frozen) 2 steps" in distilled
             and "learning to draw in one pass its action guidance 1.5 against no action" in distilled)
-    resume = ("--data.tokens", "false", "--ckpt_path", str(tmp_path / "distil" / "ckpt" / "last.ckpt"))
+    resume = ("--data.tokens", "false", "--model.init_args.tokenizer", str(tmp_path / "w2"),
+              "--model.init_args.init", str(tmp_path / "w2"), "--model.init_args.distill_guidance", "1.5",
+              "--ckpt_path", str(tmp_path / "distil" / "ckpt" / "last.ckpt"))
     main(args("dynamics/tiny.yaml", tmp_path / "distil", "--trainer.max_steps", "3", *resume), stage="dynamics")
     assert torch.load(tmp_path / "distil" / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
     # Trained further from the distilled world, still learning from the guided one it came from; a
@@ -266,7 +268,7 @@ def test_export_writes_the_card(tmp_path):
         main(args("dynamics/tiny.yaml", tmp_path / "distil3", *further,
                   "--model.init_args.distill_teacher", str(tmp_path / "w")), stage="dynamics")
     # Exported over the world it learned from, the teacher is gone: resuming the run says so
-    # instead of distilling from its own student (a resumed run reads model.init from the checkpoint).
+    # instead of distilling from its own student.
     for name in ("config.json", "model.safetensors"):
         shutil.copy(tmp_path / "w3" / name, tmp_path / "w2" / name)
     with pytest.raises(ValueError, match="holds other weights than the teacher"):

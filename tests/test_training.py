@@ -3,6 +3,7 @@ resumption, cached tokens, export, error messages, the GAN variant's two optimis
 
 import csv
 import glob
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -235,11 +236,30 @@ def test_stage1_resume_through_the_cli(coinrun, tmp_path):
     main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "c", 5, *CSV, str(tmp_path / "c"),
                "--ckpt_path", str(tmp_path / "older.ckpt")))
     assert torch.load(tmp_path / "c" / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 5
-    # A changed model config that leaves every weight's shape alone is still refused.
+    # A changed model config that leaves every weight's shape alone is still refused, whether the
+    # checkpoint is named "last" or by its path (Lightning would otherwise parse a path's saved
+    # settings over the config given, silently undoing the change).
     changed = ["--model.init_args.overrides", "{tokenizer: {commitment_weight: 0.5}}"]
-    with pytest.raises(ValueError, match=r"tokenizer\.commitment_weight: 0\.25 -> 0\.5"):
-        main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "b", 6, *CSV, str(tmp_path / "b"), *changed,
-                   "--ckpt_path", "last"))
+    for resume in ("last", str(tmp_path / "b" / "ckpt" / "last.ckpt")):
+        with pytest.raises(ValueError, match=r"tokenizer\.commitment_weight: 0\.25 -> 0\.5"):
+            main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "b", 6, *CSV, str(tmp_path / "b"), *changed,
+                       "--ckpt_path", resume))
+
+
+def test_a_resume_runs_the_config_given_and_says_what_changed(coinrun, tmp_path, caplog):
+    """Resumed from a path, the run takes the learning rate given, not the checkpoint's, as one
+    resumed with "last" does, and the start says which settings differ from the checkpoint's run."""
+    main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "a", 2))
+    runs = [("last", 3, "0.0007", "lr 0.001 -> 0.0007"),
+            (str(tmp_path / "a" / "ckpt" / "last.ckpt"), 4, "0.0005", "lr 0.0007 -> 0.0005")]
+    for resume, steps, lr, note in runs:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            cli = main(_args("tokenizer/tiny.yaml", coinrun, tmp_path / "a", steps, "--model.init_args.lr", lr,
+                             "--ckpt_path", resume))
+        assert cli.model.hparams.lr == float(lr) and cli.trainer.global_step == steps
+        notes = [r.getMessage() for r in caplog.records if "whose model settings differ" in r.getMessage()]
+        assert len(notes) == 1 and notes[0].endswith(note) and "last.ckpt" in notes[0]
 
 
 def test_invalid_config_values_give_clear_errors(coinrun, tmp_path):

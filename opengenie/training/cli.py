@@ -116,15 +116,36 @@ class GenieCLI(LightningCLI):
             raise ValueError(one_line(err, options)) from None
 
     def _parse_ckpt_path(self) -> None:
-        # Before Lightning reads the checkpoint's hyper-parameters (it loads an explicit path here).
+        # Lightning would parse the saved hyper-parameters of an explicit path over the config
+        # given, but not those of "last" (resolved later, in fit): the config given (file and
+        # command line) builds the run either way, and what differs from the checkpoint's run is
+        # said. A changed model config is refused when the checkpoint loads (GenieStage).
         if self.config.get("subcommand") == "fit":
-            self._check_checkpoint_folder(self.config["fit"])
-        super()._parse_ckpt_path()
+            path = self._check_checkpoint_folder(self.config["fit"])
+            if path is not None:
+                self._note_changed_settings(self.config["fit"], path)
 
-    def _check_checkpoint_folder(self, config) -> None:
-        """Refuse a damaged checkpoint to resume from, and a new run into an earlier run's folder."""
+    @staticmethod
+    def _note_changed_settings(config, path: Path) -> None:
+        import torch
+        from lightning.pytorch.utilities import rank_zero_info
+
+        saved = torch.load(path, weights_only=True, map_location="cpu", mmap=True).get("hyper_parameters", {})
+        model = config.get("model") or {}
+        given = {"class_path": model.get("class_path"), **dict(model.get("init_args") or {})}
+        saved = {"class_path": saved.get("_class_path"), **saved}
+        changed = [f"{name} {_plain(saved[name])} -> {_plain(value)}" for name, value in given.items()
+                   if name in saved and name != "genie_config" and _plain(saved[name]) != _plain(value)]
+        if changed:
+            rank_zero_info(f"resuming {path} with the config given, whose model settings differ from its run's: "
+                           + ", ".join(changed))
+
+    def _check_checkpoint_folder(self, config) -> Path | None:
+        """Refuse a damaged checkpoint to resume from, and a new run into an earlier run's folder.
+        Returns the local checkpoint the run resumes from, if any."""
         ckpt_path, checkpoint = config.get("ckpt_path"), config.get("checkpoint") or {}
         folder = Path(checkpoint["dirpath"]) if checkpoint.get("dirpath") else None
+        resumed = None
         if ckpt_path == "last":
             if folder is not None:  # Lightning looks there and takes the newest
                 last = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -138,8 +159,10 @@ class GenieCLI(LightningCLI):
                     config["ckpt_path"] = str(last[-1])
             if last:
                 check_resumable(last[-1])
+                resumed = last[-1]
         elif ckpt_path and _local_file(str(ckpt_path)):
             check_resumable(ckpt_path)
+            resumed = Path(ckpt_path)
         if not ckpt_path and folder is not None and folder.is_dir() and not checkpoint.get("overwrite"):
             earlier = sorted(p.name for p in folder.glob("*.ckpt"))
             if earlier:
@@ -147,6 +170,7 @@ class GenieCLI(LightningCLI):
                     f"{folder} already holds checkpoints of an earlier run ({', '.join(earlier)}); resume it with "
                     "--ckpt_path last, write this run elsewhere with --checkpoint.dirpath DIR, or start it afresh "
                     "there with --checkpoint.overwrite true (deletes those checkpoints)")
+        return resumed
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(GenieCheckpoint, "checkpoint")
@@ -176,6 +200,17 @@ def parse(config: str, *overrides: str) -> dict:
     init = cli.config["model"]["init_args"]
     resolve_config(init["preset"], init.get("overrides"))
     return cli.config.as_dict()
+
+
+def _plain(value):
+    """A setting as plain data (namespaces as dicts, tuples as lists), to compare saved with given."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _local_file(ckpt_path: str) -> bool:
