@@ -26,7 +26,9 @@ import json
 from itertools import groupby
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from opengenie import Genie
 from opengenie.cli_args import key_presses
@@ -75,7 +77,7 @@ def main() -> None:
     print("| frame | " + " | ".join(f"{ARROW[k][0]}×{n}" for k, n in runs) + " |")
     print("|---" * (len(runs) + 1) + "|")
     real_states = gallery_states(args.real, Path(args.model, "prompts"), names) if args.real else None
-    real_moved = [0] * len(runs)
+    real_moved, real_keys = [0] * len(runs), [COINRUN_KEYS[ARROWS[k]] for k in keys]  # the procgen keys
     for path in names:
         frames = play_frames(world, str(path), actions, None, None, args.seed)[-len(actions) - 1:]  # (1 + n, H, W, 3)
         cells = run_motion(frames, runs, reach, broken_below)
@@ -84,8 +86,7 @@ def main() -> None:
             broken[i] += not whole
         row = [f"{value:+.1f}" + ("" if whole else "*") for value, whole, _ in cells]
         if real_states is not None:
-            real, _ = coinrun_play(real_states[path.stem], [COINRUN_KEYS[ARROWS[k]] for k in keys],
-                                   world.config.frame_skip)
+            real, _ = coinrun_play(real_states[path.stem], real_keys, world.config.frame_skip)
             real_cells = run_motion(real.numpy(), runs, reach, broken_below)
             for i, (_, _, moves) in enumerate(real_cells):
                 real_moved[i] += moves
@@ -116,9 +117,6 @@ def run_motion(frames, runs, reach: int, broken_below: float) -> list[tuple[floa
 def gallery_states(episodes: str, prompts: Path, names: list[Path]) -> dict[str, dict]:
     """The recorded CoinRun state of every gallery frame, from the episodes it was drawn from
     (levels and frames in prompts/real.json), checked to be the very frame of the gallery."""
-    import numpy as np
-    from PIL import Image
-
     reference = json.loads((prompts / REFERENCE_FILE).read_text())
     manifest = read_manifest(episodes)
     if manifest is None or manifest.get("source") != "coinrun":
@@ -136,6 +134,7 @@ def gallery_states(episodes: str, prompts: Path, names: list[Path]) -> dict[str,
                              f"{episodes} is not the data the gallery was drawn from")
         states[path.stem] = state
     return states
+
 
 if __name__ == "__main__":
     main()

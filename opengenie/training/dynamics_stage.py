@@ -47,6 +47,11 @@ def _same_weights(state: dict[str, torch.Tensor], module: nn.Module) -> bool:
     return all(k in theirs and torch.equal(v.float(), theirs[k].float()) for k, v in state.items())
 
 
+def _unguided(config):
+    """A dynamics config as it plays plain (no action guidance): what a distilled student plays."""
+    return dataclasses.replace(config, action_guidance=0.0, guidance_against=None)
+
+
 class DynamicsModule(GenieStage):
     """Stage 2: the latent action model and the dynamics model, trained together.
 
@@ -103,11 +108,10 @@ class DynamicsModule(GenieStage):
         frozen = load_tokenizer(tokenizer)
         start = _trained_stage2(init, frozen) if init is not None else None
         if start is not None and distill_guidance:  # the student plays plain: one pass a draw
-            plain = dataclasses.replace(start.config.dynamics, action_guidance=0.0, guidance_against=None)
+            plain = _unguided(start.config.dynamics)
             teacher = start if distill_teacher is None else _trained_stage2(distill_teacher, frozen)
-            if teacher is not start and (
-                    dataclasses.replace(teacher.config.dynamics, action_guidance=0.0, guidance_against=None) != plain
-                    or not _same_weights(start.action_model.state_dict(), teacher.action_model)):
+            if teacher is not start and (_unguided(teacher.config.dynamics) != plain
+                                         or not _same_weights(start.action_model.state_dict(), teacher.action_model)):
                 raise ValueError(f"model.distill_teacher {distill_teacher} needs model.init's dynamics config and "
                                  "action model (the latent actions the labels name)")
             self._teacher = (teacher.dynamics.float().requires_grad_(False).eval(),)  # a tuple: not saved, not trained
@@ -151,8 +155,7 @@ class DynamicsModule(GenieStage):
         super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("distill_teacher")
         if self.hparams.distill_guidance and saved is not None and saved != weights_hash(self._teacher[0]):
-            # A resumed run takes model.init from the checkpoint's hyper-parameters: the path it
-            # started from, whose weights may have been overwritten since (an export over it).
+            # The path the run learned from may hold other weights since (an export over it).
             option = "distill_teacher" if self.hparams.distill_teacher else "init"
             raise ValueError(f"model.{option} {self.hparams.get(option)} holds other weights than the teacher this "
                              "run distilled from; put that world back there to resume (e.g. git checkout COMMIT -- DIR)")
